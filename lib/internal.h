@@ -1,0 +1,48 @@
+/*
+ * Private helpers shared by the library's source files.  Not installed.
+ */
+#ifndef PG_INTERNAL_H
+#define PG_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "poolgate/poolgate.h"
+
+#define PG_EXPORT __attribute__((visibility("default")))
+#define PG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* Cleanup kit: `_cleanup_(freep) char *s = NULL;` frees s on every return. */
+#define _cleanup_(f) __attribute__((cleanup(f)))
+static inline void freep(void *p)
+{
+    free(*(void **)p);
+}
+
+/* Take ownership out of a cleanup variable: `*out = TAKE_PTR(p);`. */
+#define TAKE_PTR(p)                                                                                \
+    __extension__({                                                                                \
+        __typeof__(p) _taken = (p);                                                                \
+        (p) = NULL;                                                                                \
+        _taken;                                                                                    \
+    })
+
+#define PG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Record code and a formatted one-line message in err (which may be NULL); returns code. */
+int pg_fail(struct pg_error *err, int code, const char *fmt, ...) PG_PRINTF(3, 4);
+
+/* Free every item and the array; leaves an empty list. */
+void pg_strlist_clear(struct pg_strlist *l);
+/* Append a copy of s (len bytes); PG_ERR_NOMEM on failure. */
+int pg_strlist_add(struct pg_strlist *l, const char *s, size_t len);
+bool pg_strlist_contains(const struct pg_strlist *l, const char *s);
+
+/* strndup that never reads past len and fails on embedded NUL (returns NULL, sets *bad). */
+char *pg_strndup_checked(const char *s, size_t len);
+
+/* Free a string after clearing it (secrets). */
+void pg_free_secret(char *s);
+
+#endif

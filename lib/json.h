@@ -1,0 +1,60 @@
+/*
+ * A strict, read-only JSON parser for JWS headers and claims sets.
+ *
+ * Why not jansson here: token verification runs on every login, and
+ * jansson's per-member hash tables cost about as much as the RSA
+ * verification itself.  This parser builds the whole tree in one
+ * allocation.  It is stricter than RFC 8259 requires, on purpose:
+ *   - duplicate member names in any object are rejected (RFC 8725 §3.x,
+ *     and security.md item 8);
+ *   - invalid UTF-8, overlong forms, surrogates, lone surrogate escapes
+ *     and the escape \u0000 are rejected, so every string is a C string;
+ *   - integers outside int64 are rejected; non-integers are kept only as
+ *     "real" with no value, since no claim poolgate reads is fractional;
+ *   - nesting deeper than PG_JSON_MAX_DEPTH and trailing data are rejected.
+ * jansson (with JSON_REJECT_DUPLICATES) is still used for key sets and
+ * protocol responses, where speed does not matter.
+ */
+#ifndef PG_JSON_H
+#define PG_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PG_JSON_MAX_DEPTH 32
+
+enum pg_json_type {
+    PG_JSON_NULL,
+    PG_JSON_FALSE,
+    PG_JSON_TRUE,
+    PG_JSON_INT,
+    PG_JSON_REAL,
+    PG_JSON_STRING,
+    PG_JSON_ARRAY,
+    PG_JSON_OBJECT,
+};
+
+struct pg_json {
+    enum pg_json_type type;
+    uint32_t len;         /* string: bytes (no NUL inside); array/object: children */
+    uint32_t keylen;      /* object members: length of key */
+    const char *key;      /* object members: the member name, else NULL */
+    struct pg_json *next; /* next sibling in the parent, or NULL */
+    union {
+        int64_t i;             /* PG_JSON_INT */
+        const char *s;         /* PG_JSON_STRING, NUL-terminated */
+        struct pg_json *first; /* PG_JSON_ARRAY / PG_JSON_OBJECT */
+    } u;
+};
+
+struct pg_json_doc;
+
+/* 0, PG_ERR_ARG for anything that is not one strict JSON value, or PG_ERR_NOMEM. */
+int pg_json_parse(const char *in, size_t len, struct pg_json_doc **out);
+void pg_json_free(struct pg_json_doc *doc);
+const struct pg_json *pg_json_root(const struct pg_json_doc *doc);
+
+/* The member named `key` of an object, or NULL (also when obj is not an object). */
+const struct pg_json *pg_json_get(const struct pg_json *obj, const char *key);
+
+#endif

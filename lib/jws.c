@@ -1,0 +1,251 @@
+/*
+ * JWS compact serialisation: split, decode, check the header, verify the
+ * signature (RFC 7515, RFC 7518 §3, RFC 8725).
+ *
+ * MUST:
+ *   - Accept a signature only when OpenSSL's verify returns exactly 1.
+ *   - Choose the key only by exact kid, and the algorithm only from the
+ *     caller's allow-list; there is no "none" and no HMAC path at all.
+ *   - Never decode or look at the payload before the signature verified.
+ *   - Refuse header-carried keys and key URLs (jwk, jku, x5u, x5c), crit
+ *     and b64: nothing in a token may widen what the verifier trusts.
+ */
+#include <openssl/ecdsa.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "json.h"
+#include "jws.h"
+#include "keys.h"
+
+int pg_refuse(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    res->reason = reason;
+    vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
+    va_end(ap);
+    return PG_ERR_TOKEN;
+}
+
+void pg_sanitize(char *out, size_t outsz, const char *in, size_t len)
+{
+    size_t o = 0, max = outsz > 64 ? 64 : outsz - 1;
+    for (size_t i = 0; i < len && o < max; i++) {
+        unsigned char c = (unsigned char)in[i];
+        out[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    if (len > max && o >= 3)
+        memcpy(out + o - 3, "...", 3);
+    out[o] = '\0';
+}
+
+/* The three segments of a compact JWS. */
+struct segments {
+    const char *h, *p, *s;
+    size_t hlen, plen, slen;
+};
+
+static int split(const char *token, size_t len, struct segments *sg, struct pg_verify_result *res)
+{
+    if (len == 0)
+        return pg_refuse(res, PG_REASON_MALFORMED, "empty token");
+    if (len > PG_TOKEN_MAX)
+        return pg_refuse(res, PG_REASON_MALFORMED, "token longer than %d bytes", PG_TOKEN_MAX);
+    const char *d1 = memchr(token, '.', len);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
+    if (!d2)
+        return pg_refuse(res, PG_REASON_MALFORMED, "not a compact JWS (fewer than three parts)");
+    if (memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
+        return pg_refuse(res, PG_REASON_MALFORMED,
+                         "more than three parts (an encrypted JWE is not accepted)");
+    sg->h = token, sg->hlen = (size_t)(d1 - token);
+    sg->p = d1 + 1, sg->plen = (size_t)(d2 - d1 - 1);
+    sg->s = d2 + 1, sg->slen = len - (size_t)(d2 + 1 - token);
+    if (sg->hlen == 0 || sg->slen == 0)
+        return pg_refuse(res, PG_REASON_MALFORMED, "empty %s",
+                         sg->hlen == 0 ? "header" : "signature");
+    return 0;
+}
+
+/* Decode one segment into a fresh buffer (NUL-terminated for convenience). */
+static int decode_segment(const char *in, size_t len, const char *what, unsigned char **out,
+                          size_t *outlen, struct pg_verify_result *res)
+{
+    unsigned char *buf = malloc(pg_b64url_decoded_len(len) + 1);
+    if (!buf)
+        return PG_ERR_NOMEM;
+    if (pg_b64url_decode(in, len, buf, outlen) < 0) {
+        free(buf);
+        return pg_refuse(res, PG_REASON_MALFORMED, "%s is not strict base64url", what);
+    }
+    buf[*outlen] = '\0';
+    *out = buf;
+    return 0;
+}
+
+static const char *const forbidden_header[] = {"jwk", "jku", "x5u", "x5c", "crit", "b64", "zip"};
+
+/* Header rules; on success *alg is the allowed algorithm and *kid the key id. */
+static int check_header(const struct pg_json *hdr, unsigned allowed, unsigned *alg,
+                        const struct pg_json **kid, struct pg_verify_result *res)
+{
+    if (hdr->type != PG_JSON_OBJECT)
+        return pg_refuse(res, PG_REASON_MALFORMED, "header is not a JSON object");
+    for (size_t i = 0; i < PG_ARRAY_SIZE(forbidden_header); i++)
+        if (pg_json_get(hdr, forbidden_header[i]))
+            return pg_refuse(res, PG_REASON_HEADER, "header member '%s' is not accepted",
+                             forbidden_header[i]);
+    const struct pg_json *a = pg_json_get(hdr, "alg");
+    if (!a || a->type != PG_JSON_STRING)
+        return pg_refuse(res, PG_REASON_ALGORITHM, "header has no 'alg' string");
+    char shown[72];
+    pg_sanitize(shown, sizeof(shown), a->u.s, a->len);
+    if (strcasecmp(a->u.s, "none") == 0)
+        return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is never accepted", shown);
+    unsigned found = 0;
+    for (unsigned bit = 1; bit <= PG_ALG_ES384; bit <<= 1)
+        if (strcmp(a->u.s, pg_alg_name(bit)) == 0)
+            found = bit;
+    if (!found)
+        return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is not supported", shown);
+    if (!(found & allowed))
+        return pg_refuse(res, PG_REASON_ALGORITHM,
+                         "alg '%s' is not allowed by the 'algorithms' setting", shown);
+    const struct pg_json *k = pg_json_get(hdr, "kid");
+    if (!k || k->type != PG_JSON_STRING || k->len == 0)
+        return pg_refuse(res, PG_REASON_HEADER, "header has no 'kid' string");
+    const struct pg_json *typ = pg_json_get(hdr, "typ");
+    if (typ && typ->type != PG_JSON_STRING)
+        return pg_refuse(res, PG_REASON_HEADER, "header 'typ' is not a string");
+    *alg = found;
+    *kid = k;
+    return 0;
+}
+
+/* ECDSA: raw r||s (RFC 7518 §3.4) to DER, refusing r or s outside [1, n-1]. */
+static int ecdsa_der(const struct pg_key *k, const unsigned char *sig, unsigned char **der,
+                     size_t *derlen, struct pg_verify_result *res)
+{
+    size_t w = k->sigbytes / 2;
+    static const unsigned char zero[66];
+    for (int half = 0; half < 2; half++) {
+        const unsigned char *v = sig + half * w;
+        if (memcmp(v, zero, w) == 0 || memcmp(v, k->order, w) >= 0)
+            return pg_refuse(res, PG_REASON_SIGNATURE, "ECDSA signature value out of range");
+    }
+    int r = PG_ERR_NOMEM;
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *br = BN_bin2bn(sig, (int)w, NULL), *bs = BN_bin2bn(sig + w, (int)w, NULL);
+    if (!es || !br || !bs || ECDSA_SIG_set0(es, br, bs) != 1)
+        goto out;
+    br = bs = NULL; /* owned by es now */
+    unsigned char *p = NULL;
+    int n = i2d_ECDSA_SIG(es, &p);
+    if (n <= 0)
+        goto out;
+    *der = p;
+    *derlen = (size_t)n;
+    r = 0;
+out:
+    BN_free(br);
+    BN_free(bs);
+    ECDSA_SIG_free(es);
+    return r;
+}
+
+static int verify_signature(const struct pg_keyset *ks, const struct pg_key *k, unsigned alg,
+                            const struct segments *sg, const unsigned char *sig, size_t siglen,
+                            struct pg_verify_result *res)
+{
+    unsigned char md[EVP_MAX_MD_SIZE], *der = NULL;
+    unsigned mdlen = 0;
+    size_t derlen = siglen;
+    const unsigned char *vsig = sig;
+    int r;
+    if (siglen != k->sigbytes)
+        return pg_refuse(res, PG_REASON_SIGNATURE,
+                         "signature is %zu bytes; the key makes %zu-byte signatures", siglen,
+                         k->sigbytes);
+    if (alg & (PG_ALG_ES256 | PG_ALG_ES384)) {
+        r = ecdsa_der(k, sig, &der, &derlen, res);
+        if (r < 0)
+            return r;
+        vsig = der;
+    }
+    /* The signing input is the header and payload exactly as transmitted. */
+    r = PG_ERR_CRYPTO;
+    if (EVP_Digest(sg->h, sg->hlen + 1 + sg->plen, md, &mdlen, pg_keyset_md(ks, alg), NULL) != 1)
+        goto out;
+    r = EVP_PKEY_verify(k->vctx[pg_alg_index(alg)], vsig, derlen, md, mdlen) == 1
+            ? 0
+            : pg_refuse(res, PG_REASON_SIGNATURE, "signature does not verify");
+out:
+    OPENSSL_free(der);
+    return r;
+}
+
+static int select_key(const struct pg_keyset *ks, const struct pg_json *kid, unsigned alg,
+                      const struct pg_key **out, struct pg_verify_result *res)
+{
+    char shown[72];
+    pg_sanitize(shown, sizeof(shown), kid->u.s, kid->len);
+    const struct pg_key *k = pg_keyset_find(ks, kid->u.s, kid->len);
+    if (!k)
+        return pg_refuse(res, PG_REASON_KEY, "no key with kid '%s' in the key set", shown);
+    if (k->unusable)
+        return pg_refuse(res, PG_REASON_KEY, "key '%s' is unusable: %s", shown, k->unusable);
+    if (!(k->algs & alg))
+        return pg_refuse(res, PG_REASON_ALGORITHM, "key '%s' cannot verify alg %s", shown,
+                         pg_alg_name(alg));
+    *out = k;
+    return 0;
+}
+
+int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const char *token,
+                      size_t len, unsigned char **payload, size_t *payload_len,
+                      const struct pg_key **key, struct pg_verify_result *res)
+{
+    struct segments sg = {0};
+    unsigned char *hbuf = NULL, *sig = NULL, *pbuf = NULL;
+    size_t hlen = 0, siglen = 0, plen = 0;
+    struct pg_json_doc *hdoc = NULL;
+    const struct pg_json *kid = NULL;
+    const struct pg_key *k = NULL;
+    unsigned alg = 0;
+
+    int r = split(token, len, &sg, res);
+    if (r == 0)
+        r = decode_segment(sg.h, sg.hlen, "header", &hbuf, &hlen, res);
+    if (r == 0 && (r = pg_json_parse((const char *)hbuf, hlen, &hdoc)) == PG_ERR_ARG)
+        r = pg_refuse(res, PG_REASON_MALFORMED, "header is not strict JSON");
+    if (r == 0)
+        r = check_header(pg_json_root(hdoc), allowed_algs, &alg, &kid, res);
+    if (r == 0)
+        r = select_key(ks, kid, alg, &k, res);
+    if (r == 0)
+        r = decode_segment(sg.s, sg.slen, "signature", &sig, &siglen, res);
+    if (r == 0)
+        r = verify_signature(ks, k, alg, &sg, sig, siglen, res);
+    /* Only now, with the signature verified, is the payload decoded. */
+    if (r == 0)
+        r = decode_segment(sg.p, sg.plen, "payload", &pbuf, &plen, res);
+    if (r == 0) {
+        *payload = TAKE_PTR(pbuf);
+        *payload_len = plen;
+        if (key)
+            *key = k;
+    }
+    pg_json_free(hdoc);
+    free(hbuf);
+    free(sig);
+    return r;
+}
+
+int pg_jws_verify_compact(const struct pg_keyset *ks, unsigned allowed_algs, const char *token,
+                          size_t len, unsigned char **payload, size_t *payload_len,
+                          struct pg_verify_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    return pg_jws_verify_key(ks, allowed_algs, token, len, payload, payload_len, NULL, res);
+}

@@ -1,0 +1,34 @@
+/* Internal: the signature layer of token verification, exposed to tests. */
+#ifndef PG_JWS_H
+#define PG_JWS_H
+
+#include "poolgate/poolgate.h"
+
+#define PG_TOKEN_MAX 16384
+
+/*
+ * Verify the signature of a compact JWS with the keys in `ks`, allowing only
+ * the algorithms in `allowed_algs`.  On success returns 0 and the decoded
+ * payload (malloc'd, NUL-terminated beyond *payload_len; the caller frees
+ * it), and the key that verified it in *key when key is not NULL.  On failure
+ * returns PG_ERR_TOKEN with res->reason and res->detail set, or another
+ * negative code.  Nothing of the payload is looked at before the signature
+ * has verified.
+ */
+struct pg_key;
+int pg_jws_verify_compact(const struct pg_keyset *ks, unsigned allowed_algs, const char *token,
+                          size_t len, unsigned char **payload, size_t *payload_len,
+                          struct pg_verify_result *res);
+
+int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const char *token,
+                      size_t len, unsigned char **payload, size_t *payload_len,
+                      const struct pg_key **key, struct pg_verify_result *res);
+
+/* Record a refusal in res; returns PG_ERR_TOKEN. */
+int pg_refuse(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Copy at most max bytes of untrusted text for a message: printable ASCII only. */
+void pg_sanitize(char *out, size_t outsz, const char *in, size_t len);
+
+#endif

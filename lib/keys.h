@@ -1,0 +1,40 @@
+/* Internal view of a parsed key set (jwks.c), used by the verifier (jws.c). */
+#ifndef PG_KEYS_H
+#define PG_KEYS_H
+
+#include <openssl/evp.h>
+
+#include "poolgate/poolgate.h"
+
+#define PG_NALGS 8
+#define PG_KEYSET_MAX_KEYS 100
+#define PG_KEYSET_MAX_BYTES (256 * 1024)
+
+struct pg_key {
+    char *kid;            /* NULL when the entry has none */
+    char *issuer;         /* Entra's per-key issuer (may hold "{tenantid}"), or NULL */
+    const char *unusable; /* why no token may use this key, or NULL */
+    EVP_PKEY *pkey;
+    unsigned algs;           /* PG_ALG_* this key can verify */
+    size_t sigbytes;         /* exact signature length: RSA modulus, or 2 * EC coordinate */
+    unsigned char order[66]; /* EC group order, big-endian, sigbytes/2 long */
+    /* Verification state made once at load, one per algorithm (index = bit number). */
+    EVP_PKEY_CTX *vctx[PG_NALGS];
+};
+
+struct pg_keyset {
+    struct pg_key *keys;
+    size_t count;
+    EVP_MD *md[3]; /* SHA-256, SHA-384, SHA-512, fetched once */
+};
+
+/* Index of the single bit in alg (0..7), or -1. */
+int pg_alg_index(unsigned alg);
+
+/* The key whose kid equals kid exactly (kidlen bytes), or NULL. */
+const struct pg_key *pg_keyset_find(const struct pg_keyset *ks, const char *kid, size_t kidlen);
+
+/* The digest for an algorithm, fetched at load. */
+const EVP_MD *pg_keyset_md(const struct pg_keyset *ks, unsigned alg);
+
+#endif

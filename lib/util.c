@@ -1,0 +1,104 @@
+/* Small shared helpers: error text, string lists, clearing memory. */
+#include <stdio.h>
+
+#include "internal.h"
+
+PG_EXPORT const char *pg_strerror(int err)
+{
+    switch (err) {
+    case PG_OK:
+        return "success";
+    case PG_ERR_NOMEM:
+        return "out of memory";
+    case PG_ERR_ARG:
+        return "invalid argument";
+    case PG_ERR_CONFIG:
+        return "invalid configuration";
+    case PG_ERR_IO:
+        return "input/output error";
+    case PG_ERR_PERM:
+        return "unsafe file ownership or permissions";
+    case PG_ERR_TOKEN:
+        return "invalid token";
+    case PG_ERR_KEYSET:
+        return "invalid key set";
+    case PG_ERR_CRYPTO:
+        return "cryptographic library failure";
+    case PG_ERR_INTERNAL:
+        return "internal error";
+    default:
+        return "unknown error";
+    }
+}
+
+int pg_fail(struct pg_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void pg_strlist_clear(struct pg_strlist *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+int pg_strlist_add(struct pg_strlist *l, const char *s, size_t len)
+{
+    char **grown = realloc(l->items, (l->count + 1) * sizeof(*grown));
+    if (!grown)
+        return PG_ERR_NOMEM;
+    l->items = grown;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return PG_ERR_NOMEM;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    l->items[l->count++] = copy;
+    return 0;
+}
+
+bool pg_strlist_contains(const struct pg_strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (strcmp(l->items[i], s) == 0)
+            return true;
+    return false;
+}
+
+char *pg_strndup_checked(const char *s, size_t len)
+{
+    if (memchr(s, '\0', len))
+        return NULL;
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+PG_EXPORT void pg_memzero(void *p, size_t len)
+{
+    if (p && len)
+        explicit_bzero(p, len);
+}
+
+void pg_free_secret(char *s)
+{
+    if (s) {
+        pg_memzero(s, strlen(s));
+        free(s);
+    }
+}

@@ -1,0 +1,109 @@
+/* Strict base64url: RFC 4648 vectors and every form security.md says to reject. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "poolgate/poolgate.h"
+
+static int decode(const char *in, unsigned char *out, size_t *outlen)
+{
+    return pg_b64url_decode(in, strlen(in), out, outlen);
+}
+
+static void test_rfc4648_vectors(void **state)
+{
+    (void)state;
+    /* RFC 4648 §10, unpadded, in the URL-safe alphabet. */
+    static const struct {
+        const char *enc, *dec;
+    } v[] = {{"", ""},           {"Zg", "f"},          {"Zm8", "fo"},         {"Zm9v", "foo"},
+             {"Zm9vYg", "foob"}, {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"}};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        unsigned char out[16];
+        size_t n = 99;
+        assert_int_equal(decode(v[i].enc, out, &n), 0);
+        assert_int_equal(n, strlen(v[i].dec));
+        assert_memory_equal(out, v[i].dec, n);
+        assert_int_equal(pg_b64url_decoded_len(strlen(v[i].enc)), n);
+    }
+}
+
+static void test_url_alphabet(void **state)
+{
+    (void)state;
+    unsigned char out[8];
+    size_t n = 0;
+    assert_int_equal(decode("-_8", out, &n), 0); /* 0xfb 0xff */
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0], 0xfb);
+    assert_int_equal(out[1], 0xff);
+}
+
+static void test_rejects(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "Zg==",    /* padding */
+        "Zm8=",    /* padding */
+        "+_8",     /* standard alphabet */
+        "-/8",     /* standard alphabet */
+        "Zm 9v",   /* space */
+        "Zm9v\n",  /* LF */
+        "Zm9v\r",  /* CR */
+        "Zm9\tv",  /* tab */
+        "Zm9vY",   /* length % 4 == 1 */
+        "Zh",      /* unused bits set: 'h' leaves 0b0001 */
+        "Zm9",     /* unused bits set: '9' leaves 0b01 */
+        "Zm\x80v", /* non-ASCII */
+        "Zm.v",    /* dot */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        unsigned char out[16];
+        size_t n = 12345;
+        assert_int_equal(decode(bad[i], out, &n), PG_ERR_ARG);
+        assert_int_equal(n, 12345); /* output untouched on failure */
+    }
+}
+
+static void test_embedded_nul(void **state)
+{
+    (void)state;
+    unsigned char out[8];
+    size_t n = 0;
+    assert_int_equal(pg_b64url_decode("Zm\0v", 4, out, &n), PG_ERR_ARG);
+}
+
+static void test_every_byte_round_trip(void **state)
+{
+    (void)state;
+    /* Every 2-character string is either rejected or is the one encoding of its byte. */
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    int accepted = 0;
+    for (int a = 0; a < 64; a++)
+        for (int b = 0; b < 64; b++) {
+            char in[3] = {alpha[a], alpha[b], 0};
+            unsigned char out[2];
+            size_t n = 0;
+            if (decode(in, out, &n) == 0) {
+                accepted++;
+                assert_int_equal(n, 1);
+                assert_int_equal(out[0], (unsigned)(a << 2 | b >> 4));
+            }
+        }
+    assert_int_equal(accepted, 256);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rfc4648_vectors),
+        cmocka_unit_test(test_url_alphabet),
+        cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_embedded_nul),
+        cmocka_unit_test(test_every_byte_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

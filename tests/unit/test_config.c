@@ -1,0 +1,345 @@
+/* poolgate.conf: defaults, every key, every error class, and file trust rules. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "poolgate/poolgate.h"
+
+#define MIN                                                                                        \
+    "issuer = https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0\n"       \
+    "client_id = 6e74172b-be56-4843-9ff4-e66a39bb12e3\n"
+
+static struct pg_config *parse_ok(const char *text)
+{
+    struct pg_config *cfg = NULL;
+    struct pg_error err = {0};
+    if (pg_config_parse(text, strlen(text), "t.conf", &cfg, &err) != 0)
+        fail_msg("unexpected error: %s", err.msg);
+    return cfg;
+}
+
+/* Parse MIN + extra and expect PG_ERR_CONFIG with a message containing both parts. */
+static void expect_error(const char *extra, const char *where, const char *phrase)
+{
+    char text[8192];
+    snprintf(text, sizeof(text), "%s%s", MIN, extra);
+    struct pg_config *cfg = (struct pg_config *)0x1;
+    struct pg_error err = {0};
+    assert_int_equal(pg_config_parse(text, strlen(text), "t.conf", &cfg, &err), PG_ERR_CONFIG);
+    assert_ptr_equal(cfg, (struct pg_config *)0x1);
+    assert_int_equal(err.code, PG_ERR_CONFIG);
+    if (strncmp(err.msg, where, strlen(where)) != 0 || !strstr(err.msg, phrase))
+        fail_msg("for %s: got '%s', wanted prefix '%s' and '%s'", extra, err.msg, where, phrase);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct pg_config *c = parse_ok(MIN);
+    assert_string_equal(c->path, "t.conf");
+    assert_string_equal(c->client_id, "6e74172b-be56-4843-9ff4-e66a39bb12e3");
+    assert_null(c->tenant);
+    assert_string_equal(c->scope, "openid profile offline_access");
+    assert_null(c->device_authorization_endpoint);
+    assert_null(c->token_endpoint);
+    assert_null(c->jwks_uri);
+    assert_null(c->ca_file);
+    assert_null(c->proxy);
+    assert_int_equal(c->http_timeout, 10);
+    assert_int_equal(c->validate, PG_VALIDATE_ID_TOKEN);
+    assert_string_equal(c->audience, c->client_id);
+    assert_int_equal(c->required_roles.count, 0);
+    assert_int_equal(c->roles_match, PG_ROLES_ALL);
+    assert_string_equal(c->roles_claim, "roles");
+    assert_int_equal(c->algorithms, PG_ALG_RS256);
+    assert_int_equal(c->clock_skew, 120);
+    assert_int_equal(c->max_age, -1);
+    assert_int_equal(c->login_timeout, 300);
+    assert_int_equal(c->prompt, PG_PROMPT_AUTO);
+    assert_int_equal(c->qr, PG_QR_AUTO);
+    assert_string_equal(c->helper_user, "poolgate");
+    assert_string_equal(c->state_dir, "/var/lib/poolgate");
+    assert_string_equal(c->cache_dir, "/var/cache/poolgate");
+    assert_null(c->organization_url);
+    assert_string_equal(c->pool, "Default");
+    assert_null(c->agent_name);
+    assert_null(c->agent_dir);
+    assert_null(c->agent_version);
+    assert_string_equal(c->devops_scope, "499b84ac-1321-427f-aa17-267ca6975798/.default");
+    assert_int_equal(c->credential, PG_CRED_DEVICE);
+    assert_null(c->certificate_file);
+    assert_null(c->managed_identity_client_id);
+    assert_null(c->gate_scope);
+    assert_int_equal(c->keyvault_certificates.count, 0);
+    assert_null(c->keyvault_certificate_dir);
+    assert_false(c->allow_app_tokens);
+    assert_false(pg_config_app_tokens_allowed(c));
+    pg_config_free(c);
+}
+
+static void test_every_key(void **state)
+{
+    (void)state;
+    struct pg_config *c =
+        parse_ok(MIN "tenant = 72F988BF-86F1-41AF-91AB-2D7CD011DB47\n"
+                     "scope = openid offline_access api://x/.default\n"
+                     "device_authorization_endpoint = https://idp.example/device\n"
+                     "token_endpoint = https://idp.example/token\n"
+                     "jwks_uri = https://idp.example/keys\n"
+                     "ca_file = /etc/ssl/test-ca.pem\n"
+                     "proxy = http://proxy.example:3128\n"
+                     "http_timeout = 30\n"
+                     "validate = access_token\n"
+                     "audience = api://poolgate\n"
+                     "required_roles = AgentPool.Enroll, Build.Admin\n"
+                     "roles_match = any\n"
+                     "roles_claim = realm_access.roles\n"
+                     "algorithms = RS256 ES256,PS512\n"
+                     "clock_skew = 0\n"
+                     "max_age = 600\n"
+                     "login_timeout = 900\n"
+                     "prompt = enter\n"
+                     "qr = off\n"
+                     "helper_user = _poolgate\n"
+                     "state_dir = /srv/state\n"
+                     "cache_dir = /srv/cache\n"
+                     "organization_url = https://dev.azure.com/contoso\n"
+                     "pool = Linux Builders\n"
+                     "agent_name = build-01\n"
+                     "agent_dir = /opt/azagent\n"
+                     "agent_version = 4.248.0\n"
+                     "devops_scope = custom/.default\n"
+                     "credential = managed_identity\n"
+                     "certificate_file = /etc/poolgate/sp.pem\n"
+                     "managed_identity_client_id = 0000-1111\n"
+                     "gate_scope = api://poolgate-enroll/.default\n"
+                     "keyvault_certificates = https://v.vault.azure.net/secrets/a "
+                     "https://v.vault.azure.net/secrets/b\n"
+                     "keyvault_certificate_dir = /etc/poolgate/certs\n"
+                     "allow_app_tokens = no\n");
+    assert_string_equal(c->tenant, "72f988bf-86f1-41af-91ab-2d7cd011db47"); /* lower-cased */
+    assert_string_equal(c->scope, "openid offline_access api://x/.default");
+    assert_string_equal(c->device_authorization_endpoint, "https://idp.example/device");
+    assert_string_equal(c->token_endpoint, "https://idp.example/token");
+    assert_string_equal(c->jwks_uri, "https://idp.example/keys");
+    assert_string_equal(c->ca_file, "/etc/ssl/test-ca.pem");
+    assert_string_equal(c->proxy, "http://proxy.example:3128");
+    assert_int_equal(c->http_timeout, 30);
+    assert_int_equal(c->validate, PG_VALIDATE_ACCESS_TOKEN);
+    assert_string_equal(c->audience, "api://poolgate");
+    assert_int_equal(c->required_roles.count, 2);
+    assert_string_equal(c->required_roles.items[1], "Build.Admin");
+    assert_int_equal(c->roles_match, PG_ROLES_ANY);
+    assert_string_equal(c->roles_claim, "realm_access.roles");
+    assert_int_equal(c->algorithms, PG_ALG_RS256 | PG_ALG_ES256 | PG_ALG_PS512);
+    assert_int_equal(c->clock_skew, 0);
+    assert_int_equal(c->max_age, 600);
+    assert_int_equal(c->login_timeout, 900);
+    assert_int_equal(c->prompt, PG_PROMPT_ENTER);
+    assert_int_equal(c->qr, PG_QR_OFF);
+    assert_string_equal(c->helper_user, "_poolgate");
+    assert_string_equal(c->state_dir, "/srv/state");
+    assert_string_equal(c->cache_dir, "/srv/cache");
+    assert_string_equal(c->organization_url, "https://dev.azure.com/contoso");
+    assert_string_equal(c->pool, "Linux Builders");
+    assert_string_equal(c->agent_name, "build-01");
+    assert_string_equal(c->agent_dir, "/opt/azagent");
+    assert_string_equal(c->agent_version, "4.248.0");
+    assert_string_equal(c->devops_scope, "custom/.default");
+    assert_int_equal(c->credential, PG_CRED_MANAGED_IDENTITY);
+    assert_string_equal(c->certificate_file, "/etc/poolgate/sp.pem");
+    assert_string_equal(c->managed_identity_client_id, "0000-1111");
+    assert_string_equal(c->gate_scope, "api://poolgate-enroll/.default");
+    assert_int_equal(c->keyvault_certificates.count, 2);
+    assert_string_equal(c->keyvault_certificate_dir, "/etc/poolgate/certs");
+    assert_false(c->allow_app_tokens);
+    assert_true(pg_config_app_tokens_allowed(c)); /* implied by the unattended credential */
+    pg_config_free(c);
+}
+
+static void test_syntax_tolerated(void **state)
+{
+    (void)state;
+    struct pg_config *c = parse_ok("# comment\n\n   # indented comment\r\n"
+                                   "  issuer\t=\thttps://idp.example/realms/x  \r\n"
+                                   "client_id=poolgate\n"
+                                   "allow_app_tokens = on\n"
+                                   "required_roles = a b,c ,, d"); /* no final newline */
+    assert_string_equal(c->issuer, "https://idp.example/realms/x");
+    assert_string_equal(c->client_id, "poolgate");
+    assert_true(c->allow_app_tokens);
+    assert_int_equal(c->required_roles.count, 4);
+    assert_string_equal(c->required_roles.items[3], "d");
+    pg_config_free(c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_error("isuer = x\n", "t.conf:3:", "unknown key 'isuer'");
+    expect_error("\nissuer = https://a.example\n", "t.conf:4:", "repeated (first on line 1)");
+    expect_error("just words\n", "t.conf:3:", "malformed line");
+    expect_error(" = value\n", "t.conf:3:", "no key");
+    expect_error("pool =\n", "t.conf:3:", "empty value for key 'pool'");
+    expect_error("http_timeout = ten\n",
+                 "t.conf:3:", "http_timeout must be an integer from 1 to 300");
+    expect_error("http_timeout = 0\n", "t.conf:3:", "from 1 to 300");
+    expect_error("http_timeout = 301\n", "t.conf:3:", "from 1 to 300");
+    expect_error("http_timeout = -5\n", "t.conf:3:", "from 1 to 300");
+    expect_error("http_timeout = 10s\n", "t.conf:3:", "from 1 to 300");
+    expect_error("http_timeout = 99999999999999999999\n", "t.conf:3:", "from 1 to 300");
+    expect_error("clock_skew = 601\n", "t.conf:3:", "clock_skew");
+    expect_error("max_age = 0\n", "t.conf:3:", "max_age");
+    expect_error("login_timeout = 29\n", "t.conf:3:", "login_timeout");
+    expect_error("validate = both\n", "t.conf:3:", "invalid validate 'both'");
+    expect_error("roles_match = some\n", "t.conf:3:", "roles_match");
+    expect_error("prompt = ask\n", "t.conf:3:", "prompt");
+    expect_error("qr = yes\n", "t.conf:3:", "qr");
+    expect_error("credential = password\n", "t.conf:3:", "credential");
+    expect_error("allow_app_tokens = maybe\n", "t.conf:3:", "yes or no");
+    expect_error("algorithms = RS256 HS256\n", "t.conf:3:", "unsupported algorithm 'HS256'");
+    expect_error("algorithms = none\n", "t.conf:3:", "unsupported algorithm 'none'");
+    expect_error("algorithms = rs256\n", "t.conf:3:", "unsupported algorithm");
+    expect_error("algorithms = RS256, RS256\n", "t.conf:3:", "appears twice");
+    expect_error("required_roles = a b a\n", "t.conf:3:", "'a' appears twice");
+    expect_error("required_roles = , ,\n", "t.conf:3:", "empty list");
+    expect_error("tenant = common\n", "t.conf:3:", "not a single tenant");
+    expect_error("tenant = Organizations\n", "t.conf:3:", "not a single tenant");
+    expect_error("tenant = consumers\n", "t.conf:3:", "not a single tenant");
+    expect_error("tenant = contoso\n", "t.conf:3:", "not a tenant id");
+    expect_error("token_endpoint = http://idp.example/token\n", "t.conf:3:", "https:// URL");
+    expect_error("jwks_uri = https://\n", "t.conf:3:", "https:// URL");
+    expect_error("jwks_uri = https://idp.example/keys#frag\n", "t.conf:3:", "https:// URL");
+    expect_error("organization_url = dev.azure.com/contoso\n", "t.conf:3:", "https:// URL");
+    expect_error("proxy = ftp://proxy\n", "t.conf:3:", "proxy");
+    expect_error("state_dir = var/lib/poolgate\n", "t.conf:3:", "absolute path");
+    expect_error("ca_file = ca.pem\n", "t.conf:3:", "absolute path");
+    expect_error("helper_user = Pool Gate\n", "t.conf:3:", "not a valid user name");
+    expect_error("helper_user = 0day\n", "t.conf:3:", "not a valid user name");
+    expect_error("roles_claim = realm_access..roles\n", "t.conf:3:", "dotted path");
+    expect_error("roles_claim = .roles\n", "t.conf:3:", "dotted path");
+    expect_error("roles_claim = roles.\n", "t.conf:3:", "dotted path");
+    expect_error("roles_claim = ro les\n", "t.conf:3:", "dotted path");
+    expect_error("pool = a\x01z\n", "t.conf:3:", "control character");
+    expect_error("managed_identity_client_id = a\nmanaged_identity_resource_id = b\n",
+                 "t.conf:", "at most one");
+}
+
+static void test_missing_and_limits(void **state)
+{
+    (void)state;
+    struct pg_config *cfg = NULL;
+    struct pg_error err = {0};
+    const char *no_issuer = "client_id = x\n";
+    assert_int_equal(pg_config_parse(no_issuer, strlen(no_issuer), "t.conf", &cfg, &err),
+                     PG_ERR_CONFIG);
+    assert_string_equal(err.msg, "t.conf: missing required key 'issuer'");
+    const char *no_client = "issuer = https://a.example\n";
+    assert_int_equal(pg_config_parse(no_client, strlen(no_client), "t.conf", &cfg, &err),
+                     PG_ERR_CONFIG);
+    assert_string_equal(err.msg, "t.conf: missing required key 'client_id'");
+    assert_int_equal(pg_config_parse(MIN "pool = a\0b\n", sizeof(MIN) + 10, "t.conf", &cfg, &err),
+                     PG_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "NUL"));
+
+    char *long_line = malloc(5000);
+    memcpy(long_line, "pool = ", 7);
+    memset(long_line + 7, 'x', 4992);
+    long_line[4999] = '\0';
+    expect_error(long_line, "t.conf:3:", "longer than 4096");
+    free(long_line);
+
+    /* Long untrusted values are shortened in messages. */
+    char key[300];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    char line[400];
+    snprintf(line, sizeof(line), "%s = 1\n", key);
+    char text[1024];
+    snprintf(text, sizeof(text), "%s%s", MIN, line);
+    assert_int_equal(pg_config_parse(text, strlen(text), "t.conf", &cfg, &err), PG_ERR_CONFIG);
+    assert_true(strlen(err.msg) < 120);
+    assert_int_equal(pg_config_parse(NULL, 0, "t", &cfg, &err), PG_ERR_ARG);
+    pg_config_free(NULL);
+    assert_false(pg_config_app_tokens_allowed(NULL));
+}
+
+static char dir[64];
+
+static char *write_file(const char *name, mode_t mode)
+{
+    static char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, MIN, strlen(MIN)), (ssize_t)strlen(MIN));
+    close(fd);
+    assert_int_equal(chmod(path, mode), 0);
+    return path;
+}
+
+static void expect_load(const char *path, int want, const char *phrase)
+{
+    struct pg_config *cfg = NULL;
+    struct pg_error err = {0};
+    int r = pg_config_load(path, &cfg, &err);
+    if (r != want || (phrase && !strstr(err.msg, phrase)))
+        fail_msg("%s: got %d '%s', wanted %d '%s'", path, r, err.msg, want, phrase ? phrase : "");
+    if (r == 0)
+        assert_string_equal(cfg->path, path);
+    pg_config_free(cfg);
+}
+
+static void test_file_trust(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/pg-config-test-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    expect_load(write_file("good.conf", 0600), 0, NULL);
+    expect_load(write_file("readable.conf", 0644), 0, NULL);
+    expect_load(write_file("gw.conf", 0620), PG_ERR_PERM,
+                "writable by group or others (mode 0620)");
+    expect_load(write_file("ww.conf", 0666), PG_ERR_PERM, "writable by group or others");
+
+    char link[128], target[128], missing[128];
+    snprintf(target, sizeof(target), "%s/good.conf", dir);
+    snprintf(link, sizeof(link), "%s/link.conf", dir);
+    assert_int_equal(symlink(target, link), 0);
+    expect_load(link, PG_ERR_PERM, "symbolic link");
+    expect_load(dir, PG_ERR_PERM, "not a regular file");
+    snprintf(missing, sizeof(missing), "%s/missing.conf", dir);
+    expect_load(missing, PG_ERR_IO, "No such file");
+
+    char *other = write_file("other.conf", 0644);
+    if (geteuid() == 0) {
+        /* As root, only root-owned files are trusted. */
+        assert_int_equal(chown(other, 65534, 65534), 0);
+        expect_load(other, PG_ERR_PERM, "must be owned by root (owner uid 65534)");
+    }
+    const char *names[] = {"good.conf", "readable.conf", "gw.conf",
+                           "ww.conf",   "link.conf",     "other.conf"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),           cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_syntax_tolerated),   cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_missing_and_limits), cmocka_unit_test(test_file_trust),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,216 @@
+/* JWKS parsing: usable keys, and each kind of key that must be kept unusable. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "keys.h"
+#include "poolgate/poolgate.h"
+#include "testkit.h"
+
+struct fixture {
+    EVP_PKEY *rsa, *rsa1024, *rsa_e3, *p256, *p384;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    f->rsa = EVP_RSA_gen(2048);
+    f->rsa1024 = EVP_RSA_gen(1024);
+    BIGNUM *e3 = BN_new();
+    BN_set_word(e3, 3);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY_keygen_init(c);
+    EVP_PKEY_CTX_set_rsa_keygen_bits(c, 2048);
+    EVP_PKEY_CTX_set1_rsa_keygen_pubexp(c, e3);
+    EVP_PKEY_keygen(c, &f->rsa_e3);
+    EVP_PKEY_CTX_free(c);
+    BN_free(e3);
+    f->p256 = EVP_EC_gen("P-256");
+    f->p384 = EVP_EC_gen("P-384");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    EVP_PKEY_free(f->rsa);
+    EVP_PKEY_free(f->rsa1024);
+    EVP_PKEY_free(f->rsa_e3);
+    EVP_PKEY_free(f->p256);
+    EVP_PKEY_free(f->p384);
+    free(f);
+    return 0;
+}
+
+/* Parse {"keys":[one]} and return the reason the key is unusable, or NULL. */
+static const char *one_key_reason(const char *jwk, struct pg_keyset **out)
+{
+    char doc[8192];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", jwk);
+    struct pg_error err = {0};
+    assert_int_equal(pg_keyset_parse(doc, strlen(doc), out, &err), 0);
+    assert_int_equal(pg_keyset_count(*out), 1);
+    return (*out)->keys[0].unusable;
+}
+
+static void expect_unusable(const char *jwk, const char *phrase)
+{
+    struct pg_keyset *ks = NULL;
+    const char *why = one_key_reason(jwk, &ks);
+    assert_non_null(why);
+    if (!strstr(why, phrase))
+        fail_msg("reason '%s' does not mention '%s'", why, phrase);
+    assert_int_equal(pg_keyset_usable(ks), 0);
+    pg_keyset_free(ks);
+}
+
+static void test_good_keys(void **state)
+{
+    struct fixture *f = *state;
+    char *a = tk_jwk(f->rsa, "r1", ",\"use\":\"sig\",\"x5t\":\"abc\"");
+    char *b = tk_jwk(f->p256, "e1", ",\"alg\":\"ES256\"");
+    char *c = tk_jwk(f->p384, "e2", NULL);
+    char doc[16384];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s,%s]}", a, b, c);
+    struct pg_keyset *ks = NULL;
+    assert_int_equal(pg_keyset_parse(doc, strlen(doc), &ks, NULL), 0);
+    assert_int_equal(pg_keyset_count(ks), 3);
+    assert_int_equal(pg_keyset_usable(ks), 3);
+    const struct pg_key *k = pg_keyset_find(ks, "r1", 2);
+    assert_non_null(k);
+    assert_int_equal(k->sigbytes, 256);
+    assert_int_equal(k->algs, PG_ALG_RS256 | PG_ALG_RS384 | PG_ALG_RS512 | PG_ALG_PS256 |
+                                  PG_ALG_PS384 | PG_ALG_PS512);
+    assert_int_equal(pg_keyset_find(ks, "e1", 2)->algs, PG_ALG_ES256);
+    assert_int_equal(pg_keyset_find(ks, "e2", 2)->algs, PG_ALG_ES384);
+    assert_int_equal(pg_keyset_find(ks, "e2", 2)->sigbytes, 96);
+    assert_null(pg_keyset_find(ks, "r", 1)); /* exact match only */
+    assert_null(pg_keyset_find(ks, "r1x", 3));
+    pg_keyset_free(ks);
+    free(a), free(b), free(c);
+}
+
+static void test_entra_issuer_kept(void **state)
+{
+    struct fixture *f = *state;
+    char *a =
+        tk_jwk(f->rsa, "r1", ",\"issuer\":\"https://login.microsoftonline.com/{tenantid}/v2.0\"");
+    struct pg_keyset *ks = NULL;
+    assert_null(one_key_reason(a, &ks));
+    assert_string_equal(ks->keys[0].issuer, "https://login.microsoftonline.com/{tenantid}/v2.0");
+    pg_keyset_free(ks);
+    free(a);
+}
+
+static void test_weak_and_wrong_keys(void **state)
+{
+    struct fixture *f = *state;
+    char *k;
+    expect_unusable(k = tk_jwk(f->rsa1024, "w", NULL), "below 2048");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa_e3, "w", NULL), "exponent");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"use\":\"enc\""), "use");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"use\":1"), "use");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"key_ops\":[\"encrypt\"]"), "key_ops");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"alg\":\"ES256\""), "alg");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"alg\":\"HS256\""), "alg");
+    free(k);
+    expect_unusable(k = tk_jwk(f->p256, "w", ",\"alg\":\"RS256\""), "alg");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"d\":\"AQAB\""), "private");
+    free(k);
+    expect_unusable(k = tk_jwk(f->rsa, "w", ",\"issuer\":7"), "issuer");
+    free(k);
+    expect_unusable("{\"kty\":\"oct\",\"kid\":\"w\",\"k\":\"c2VjcmV0\"}", "symmetric");
+    expect_unusable("{\"kty\":\"OKP\",\"kid\":\"w\",\"crv\":\"Ed25519\",\"x\":\"AA\"}",
+                    "unsupported");
+    expect_unusable("{\"kid\":\"w\",\"n\":\"AQAB\",\"e\":\"AQAB\"}", "kty");
+    expect_unusable("{\"kty\":\"RSA\",\"kid\":\"w\",\"n\":\"AQ==\",\"e\":\"AQAB\"}", "malformed");
+    expect_unusable("{\"kty\":\"RSA\",\"kid\":\"w\",\"e\":\"AQAB\"}", "malformed");
+    expect_unusable("\"not an object\"", "object");
+    /* P-256 point that is not on the curve. */
+    expect_unusable("{\"kty\":\"EC\",\"kid\":\"w\",\"crv\":\"P-256\","
+                    "\"x\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+                    "\"y\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+                    "curve");
+    expect_unusable("{\"kty\":\"EC\",\"kid\":\"w\",\"crv\":\"P-521\",\"x\":\"AA\",\"y\":\"AA\"}",
+                    "curve");
+    expect_unusable("{\"kty\":\"EC\",\"kid\":\"w\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+                    "malformed");
+}
+
+static void test_kid_rules(void **state)
+{
+    struct fixture *f = *state;
+    char *k = tk_jwk(f->rsa, "", NULL);
+    expect_unusable(k, "kid");
+    free(k);
+    expect_unusable("{\"kty\":\"RSA\",\"kid\":5}", "kid");
+
+    /* A kid published twice: neither entry may be used, others still work. */
+    char *a = tk_jwk(f->rsa, "dup", NULL), *b = tk_jwk(f->p256, "dup", NULL),
+         *c = tk_jwk(f->p384, "ok", NULL);
+    char doc[16384];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s,%s]}", a, b, c);
+    struct pg_keyset *ks = NULL;
+    assert_int_equal(pg_keyset_parse(doc, strlen(doc), &ks, NULL), 0);
+    assert_int_equal(pg_keyset_usable(ks), 1);
+    assert_non_null(strstr(ks->keys[0].unusable, "more than once"));
+    assert_non_null(strstr(ks->keys[1].unusable, "more than once"));
+    pg_keyset_free(ks);
+    free(a), free(b), free(c);
+}
+
+static void test_document_errors(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{}",
+        "{\"keys\":{}}",
+        "{\"keys\":[]} trailing",
+        "{\"keys\":[],\"keys\":[]}", /* duplicate member */
+        "{\"keys\":[{\"kid\":\"a\",\"kid\":\"b\"}]}",
+        "{\"keys\":[{\"kid\":\"a\\u0000b\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct pg_keyset *ks = (struct pg_keyset *)0x1;
+        struct pg_error err = {0};
+        assert_int_equal(pg_keyset_parse(bad[i], strlen(bad[i]), &ks, &err), PG_ERR_KEYSET);
+        assert_ptr_equal(ks, (struct pg_keyset *)0x1);
+        assert_true(err.msg[0] != '\0');
+    }
+    /* More keys than the cap. */
+    char *doc = malloc(200 * 4 + 32);
+    strcpy(doc, "{\"keys\":[");
+    for (int i = 0; i < 101; i++)
+        strcat(doc, i ? ",{}" : "{}");
+    strcat(doc, "]}");
+    struct pg_keyset *ks = NULL;
+    assert_int_equal(pg_keyset_parse(doc, strlen(doc), &ks, NULL), PG_ERR_KEYSET);
+    free(doc);
+    /* An empty set is valid; it verifies nothing. */
+    assert_int_equal(pg_keyset_parse("{\"keys\":[]}", 11, &ks, NULL), 0);
+    assert_int_equal(pg_keyset_count(ks), 0);
+    pg_keyset_free(ks);
+    pg_keyset_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_keys),           cmocka_unit_test(test_entra_issuer_kept),
+        cmocka_unit_test(test_weak_and_wrong_keys), cmocka_unit_test(test_kid_rules),
+        cmocka_unit_test(test_document_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
