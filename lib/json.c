@@ -197,7 +197,7 @@ static bool is_digit(unsigned char c)
 /* RFC 8259 §6 number grammar; integers must fit int64_t. */
 static int parse_number(struct parser *ps, struct pg_json *v)
 {
-    bool neg = false, integer = true;
+    bool neg = false, integer = true, overflow = false;
     uint64_t mag = 0;
     if (ps->p < ps->end && *ps->p == '-') {
         neg = true;
@@ -210,8 +210,8 @@ static int parse_number(struct parser *ps, struct pg_json *v)
     } else {
         while (ps->p < ps->end && is_digit(*ps->p)) {
             unsigned dgt = *ps->p++ - '0';
-            if (mag > (UINT64_MAX - dgt) / 10)
-                return -1;
+            /* Too big for an integer, but it may still turn out to be a real. */
+            overflow |= mag > (UINT64_MAX - dgt) / 10;
             mag = mag * 10 + dgt;
         }
     }
@@ -237,7 +237,7 @@ static int parse_number(struct parser *ps, struct pg_json *v)
         v->type = PG_JSON_REAL;
         return 0;
     }
-    if (mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
+    if (overflow || mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
         return -1;
     v->type = PG_JSON_INT;
     v->u.i = neg ? (int64_t)(0 - mag) : (int64_t)mag;

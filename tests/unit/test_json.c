@@ -72,6 +72,11 @@ static void test_int64_limits(void **state)
     expect_reject("9223372036854775808", 19);
     expect_reject("-9223372036854775809", 20);
     expect_reject("99999999999999999999", 20);
+    /* A long mantissa is fine when the number is a real (found by fuzz_json). */
+    d = parse_ok("[92233720368547758081e4,123456789012345678901234567890.5]");
+    assert_int_equal(pg_json_root(d)->u.first->type, PG_JSON_REAL);
+    assert_int_equal(pg_json_root(d)->u.first->next->type, PG_JSON_REAL);
+    pg_json_free(d);
 }
 
 static void test_rejects(void **state)
