@@ -86,8 +86,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     struct pg_json_doc *doc = NULL;
     int r = pg_json_parse((const char *)data, size, &doc);
     json_error_t err;
-    json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                           &err);
+    json_t *j =
+        json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (r == 0 && j)
         same(pg_json_root(doc), j);
     else if (r == 0 && !has_real(pg_json_root(doc)))

@@ -61,8 +61,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (r == 0) {
         if (!signed_here)
             abort(); /* accepted a signature nobody made */
-        if (!res.id.tid || strcmp(res.id.tid, TID) != 0 ||
-            !(res.id.roles.count > 0) || res.id.exp + 120 < NOW)
+        if (!res.id.tid || strcmp(res.id.tid, TID) != 0 || !(res.id.roles.count > 0) ||
+            res.id.exp + 120 < NOW)
             abort();
         bool role = false;
         for (size_t i = 0; i < res.id.roles.count; i++)
