@@ -26,6 +26,10 @@ PG_EXPORT const char *pg_strerror(int err)
         return "cryptographic library failure";
     case PG_ERR_INTERNAL:
         return "internal error";
+    case PG_ERR_NETWORK:
+        return "server unreachable";
+    case PG_ERR_PROTOCOL:
+        return "unexpected answer from server";
     default:
         return "unknown error";
     }

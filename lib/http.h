@@ -1,0 +1,61 @@
+/*
+ * The HTTP client every network exchange of poolgate goes through (the
+ * helper's discovery, key fetch, device flow and Azure DevOps calls).
+ *
+ * The caller owns libcurl's process-global state: curl_global_init() must
+ * have run (the helper does it at start; the PAM module never does network
+ * I/O itself).
+ */
+#ifndef PG_HTTP_H
+#define PG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "poolgate/poolgate.h"
+
+#define PG_HTTP_MAX_TOKEN_RESPONSE (64 * 1024)
+#define PG_HTTP_MAX_KEYSET (256 * 1024)
+
+struct pg_http_opts {
+    const char *ca_file;   /* PEM bundle to trust; NULL: the system store */
+    const char *proxy;     /* proxy URL; NULL: none (environment variables are ignored) */
+    long timeout;          /* seconds for the whole exchange (1..300) */
+    int64_t deadline_ms;   /* CLOCK_MONOTONIC deadline in ms, 0: none; bounds timeout */
+    size_t max_bytes;      /* response body cap */
+    bool allow_plain_http; /* only for the link-local instance metadata endpoint */
+};
+
+struct pg_http_response {
+    long status;
+    char *content_type; /* lower-case media type without parameters, or NULL */
+    char *body;         /* NUL-terminated; may hold secrets: cleared on release */
+    size_t len;
+};
+
+struct pg_form_field {
+    const char *name;
+    const char *value;
+};
+
+/* application/x-www-form-urlencoded (WHATWG URL §5): bytes outside
+ * [A-Za-z0-9*-._] are percent-encoded and space becomes '+'. */
+int pg_form_encode(const struct pg_form_field *fields, size_t n, char **out);
+
+/* One GET or POST.  Any HTTP status is a success at this layer: the caller
+ * judges it.  Failures: PG_ERR_NETWORK (connect, TLS, timeout, redirect,
+ * refused scheme), PG_ERR_PROTOCOL (response over max_bytes), PG_ERR_NOMEM. */
+int pg_http_get(const struct pg_http_opts *o, const char *url, const char *const *headers,
+                struct pg_http_response *res, struct pg_error *err);
+int pg_http_post_form(const struct pg_http_opts *o, const char *url,
+                      const struct pg_form_field *fields, size_t n, struct pg_http_response *res,
+                      struct pg_error *err);
+
+/* Require status `want` and a JSON body (application/json); else PG_ERR_PROTOCOL. */
+int pg_http_expect_json(const struct pg_http_response *res, long want, const char *what,
+                        struct pg_error *err);
+
+void pg_http_response_clear(struct pg_http_response *res);
+
+#endif
