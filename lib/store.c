@@ -1,0 +1,290 @@
+/*
+ * The token store (see store.h for the layout).
+ *
+ * MUST:
+ *   - Reach every file through openat() from a checked directory
+ *     descriptor, with O_NOFOLLOW and O_CLOEXEC; build paths from numeric
+ *     uids only.
+ *   - Trust a directory or file only when its owner is the process's euid
+ *     (or root for state_dir itself) and no group or other bit allows
+ *     writing (files: no group or other bit at all).
+ *   - Replace the set only by write-temp, fsync, renameat, fsync-directory,
+ *     so that a crash or a full disk never leaves a torn or empty set.
+ *   - Clear every buffer that held a token.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "store.h"
+
+#define TOKENS "tokens.json"
+#define LOCKFILE "lock"
+
+void pg_tokenset_clear(struct pg_tokenset *ts)
+{
+    if (!ts)
+        return;
+    pg_free_secret(ts->id_token);
+    pg_free_secret(ts->access_token);
+    pg_free_secret(ts->refresh_token);
+    free(ts->scope);
+    memset(ts, 0, sizeof(*ts));
+}
+
+static int check_dir(int fd, const char *what, bool root_ok, bool exact_0700, struct pg_error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
+    if (st.st_uid != geteuid() && !(root_ok && st.st_uid == 0))
+        return pg_fail(err, PG_ERR_PERM, "%s: owned by uid %u, expected uid %u", what,
+                       (unsigned)st.st_uid, (unsigned)geteuid());
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) || (exact_0700 && (st.st_mode & 077)))
+        return pg_fail(err, PG_ERR_PERM, "%s: unsafe mode %04o", what,
+                       (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
+/* openat a directory without following links; ELOOP/ENOTDIR become PG_ERR_PERM. */
+static int open_dir(int at, const char *name, const char *what, struct pg_error *err)
+{
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    if (errno == ELOOP || errno == ENOTDIR)
+        return pg_fail(err, PG_ERR_PERM, "%s: not a directory (or a symbolic link)", what);
+    return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
+}
+
+int pg_store_open(const char *state_dir, uid_t uid, bool create, int *dirfd, struct pg_error *err)
+{
+    char name[24], what[PG_ERROR_MAX / 2];
+    snprintf(name, sizeof(name), "%u", (unsigned)uid);
+    int top = open_dir(AT_FDCWD, state_dir, state_dir, err);
+    if (top < 0)
+        return top;
+    int r = check_dir(top, state_dir, true, false, err);
+    snprintf(what, sizeof(what), "%s/%s", state_dir, name);
+    if (r == 0 && create && mkdirat(top, name, 0700) < 0 && errno != EEXIST)
+        r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
+    int fd = r == 0 ? open_dir(top, name, what, err) : -1;
+    if (r == 0 && fd < 0)
+        r = fd;
+    if (r == 0 && (r = check_dir(fd, what, false, true, err)) < 0)
+        close(fd);
+    close(top);
+    if (r == 0)
+        *dirfd = fd;
+    return r;
+}
+
+static int take_string(json_t *doc, const char *name, bool required, char **out,
+                       struct pg_error *err)
+{
+    json_t *v = json_object_get(doc, name);
+    if (!v && !required)
+        return 0;
+    if (!json_is_string(v))
+        return pg_fail(err, PG_ERR_IO, "stored token set: '%s' missing or not a string", name);
+    *out = strdup(json_string_value(v));
+    return *out ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+}
+
+static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struct pg_error *err)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    int r = doc && json_is_object(doc)
+                ? 0
+                : pg_fail(err, PG_ERR_IO, "stored token set is corrupt (line %d)", jerr.line);
+    if (r == 0)
+        r = take_string(doc, "id_token", false, &ts->id_token, err);
+    if (r == 0)
+        r = take_string(doc, "access_token", false, &ts->access_token, err);
+    if (r == 0)
+        r = take_string(doc, "refresh_token", false, &ts->refresh_token, err);
+    if (r == 0)
+        r = take_string(doc, "scope", false, &ts->scope, err);
+    if (r == 0) {
+        ts->expires_at = json_integer_value(json_object_get(doc, "expires_at"));
+        ts->stored_at = json_integer_value(json_object_get(doc, "stored_at"));
+    }
+    json_decref(doc);
+    return r;
+}
+
+/* Open a file of the store for reading, with its type, owner and mode checked. */
+static int open_checked(int dirfd, const char *name, int *out, size_t *size, struct pg_error *err)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP)
+        return pg_fail(err, PG_ERR_PERM, "stored token set is a symbolic link");
+    if (fd < 0)
+        return pg_fail(err, PG_ERR_IO, "stored token set: %s", strerror(errno));
+    struct stat st;
+    int r = 0;
+    if (fstat(fd, &st) < 0)
+        r = pg_fail(err, PG_ERR_IO, "stored token set: %s", strerror(errno));
+    else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        r = pg_fail(err, PG_ERR_PERM, "stored token set has an unsafe type, owner or mode");
+    else if (st.st_size > PG_STORE_MAX_BYTES)
+        r = pg_fail(err, PG_ERR_IO, "stored token set is larger than %d bytes", PG_STORE_MAX_BYTES);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    *out = fd;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+int pg_store_read(int dirfd, struct pg_tokenset *out, struct pg_error *err)
+{
+    int fd = -1;
+    size_t size = 0, got = 0;
+    int r = open_checked(dirfd, TOKENS, &fd, &size, err);
+    if (r < 0)
+        return r;
+    char *buf = malloc(size + 1);
+    r = buf ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    while (r == 0 && got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            r = pg_fail(err, PG_ERR_IO, "stored token set: short read");
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    struct pg_tokenset ts = {0};
+    if (r == 0 && (r = parse_set(buf, size, &ts, err)) == 0)
+        *out = ts;
+    else
+        pg_tokenset_clear(&ts);
+    if (buf)
+        pg_memzero(buf, size);
+    free(buf);
+    return r;
+}
+
+int pg_store_exists(int dirfd, struct pg_error *err)
+{
+    struct stat st;
+    if (fstatat(dirfd, TOKENS, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    return errno == ENOENT ? 0 : pg_fail(err, PG_ERR_IO, "stored token set: %s", strerror(errno));
+}
+
+static char *serialize(const struct pg_tokenset *ts)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    if (ts->id_token)
+        json_object_set_new(o, "id_token", json_string(ts->id_token));
+    if (ts->access_token)
+        json_object_set_new(o, "access_token", json_string(ts->access_token));
+    if (ts->refresh_token)
+        json_object_set_new(o, "refresh_token", json_string(ts->refresh_token));
+    if (ts->scope)
+        json_object_set_new(o, "scope", json_string(ts->scope));
+    json_object_set_new(o, "expires_at", json_integer(ts->expires_at));
+    json_object_set_new(o, "stored_at",
+                        json_integer(ts->stored_at ? ts->stored_at : (int64_t)time(NULL)));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    /* jansson's copies of the strings are freed without clearing; keep the
+     * window short and never let them reach a log. */
+    json_decref(o);
+    return text;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int pg_store_write(int dirfd, const struct pg_tokenset *ts, struct pg_error *err)
+{
+    char tmp[64];
+    unsigned rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+        rnd = (unsigned)time(NULL);
+    snprintf(tmp, sizeof(tmp), ".%s.%d.%08x", TOKENS, (int)getpid(), rnd);
+
+    char *text = serialize(ts);
+    if (!text)
+        return pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    size_t len = strlen(text);
+    int r = 0, fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot create a new token set: %s", strerror(errno));
+    if (r == 0 && (r = write_all(fd, text, len)) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the token set: %s", strerror(-r));
+    if (r == 0 && fsync(fd) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the token set: %s", strerror(errno));
+    if (fd >= 0 && close(fd) < 0 && r == 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the token set: %s", strerror(errno));
+    if (r == 0 && renameat(dirfd, tmp, dirfd, TOKENS) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot replace the token set: %s", strerror(errno));
+    if (r == 0 && fsync(dirfd) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot sync the token store: %s", strerror(errno));
+    if (r < 0 && fd >= 0)
+        unlinkat(dirfd, tmp, 0); /* the old set stays as it was */
+    pg_memzero(text, len);
+    free(text);
+    return r;
+}
+
+int pg_store_delete(int dirfd, struct pg_error *err)
+{
+    if (unlinkat(dirfd, TOKENS, 0) < 0 && errno != ENOENT)
+        return pg_fail(err, PG_ERR_IO, "cannot delete the token set: %s", strerror(errno));
+    if (fsync(dirfd) < 0)
+        return pg_fail(err, PG_ERR_IO, "cannot sync the token store: %s", strerror(errno));
+    return 0;
+}
+
+int pg_store_lock(int dirfd, int timeout_ms, int *lockfd, struct pg_error *err)
+{
+    int fd = openat(dirfd, LOCKFILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return pg_fail(err, PG_ERR_IO, "cannot open the token store lock: %s", strerror(errno));
+    struct timespec step = {0, 20 * 1000000L};
+    for (int waited = 0;; waited += 20) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            *lockfd = fd;
+            return 0;
+        }
+        if ((errno != EWOULDBLOCK && errno != EINTR) || waited >= timeout_ms)
+            break;
+        nanosleep(&step, NULL);
+    }
+    int e = errno;
+    close(fd);
+    return pg_fail(err, PG_ERR_IO, "token store is locked by another sign-in%s",
+                   e == EWOULDBLOCK ? " (timed out)" : "");
+}
+
+void pg_store_unlock(int lockfd)
+{
+    if (lockfd >= 0)
+        close(lockfd); /* closing the descriptor releases the flock */
+}

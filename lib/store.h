@@ -1,0 +1,61 @@
+/*
+ * The token store: one directory per numeric uid under state_dir, holding
+ * that user's token set.  Used by the helper (which owns state_dir) and by
+ * the PAM module's fast path (root, read only).
+ *
+ *   state_dir/            owner: helper_user or root; not group/other writable
+ *   state_dir/<uid>/      owner: the process's euid; mode 0700
+ *   state_dir/<uid>/tokens.json   mode 0600; replaced atomically
+ *   state_dir/<uid>/lock          advisory lock around read-refresh-write
+ */
+#ifndef PG_STORE_H
+#define PG_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "poolgate/poolgate.h"
+
+#define PG_STORE_MAX_BYTES (64 * 1024)
+
+struct pg_tokenset {
+    char *id_token;
+    char *access_token;
+    char *refresh_token;
+    char *scope;
+    int64_t expires_at; /* access token expiry, epoch seconds; 0 unknown */
+    int64_t stored_at;  /* when the set was written, epoch seconds */
+};
+
+/* Clear every secret and free; leaves an empty set. */
+void pg_tokenset_clear(struct pg_tokenset *ts);
+
+/*
+ * Open (and with `create`, make) the directory of `uid` under state_dir.
+ * Both levels are opened with O_NOFOLLOW|O_DIRECTORY and their owner and
+ * mode checked.  Returns the directory descriptor in *dirfd.
+ */
+int pg_store_open(const char *state_dir, uid_t uid, bool create, int *dirfd, struct pg_error *err);
+
+/* Read the token set.  PG_ERR_IO with errno-style text when there is none. */
+int pg_store_read(int dirfd, struct pg_tokenset *out, struct pg_error *err);
+
+/* Whether a token set is stored (0 no, 1 yes) or a negative error. */
+int pg_store_exists(int dirfd, struct pg_error *err);
+
+/*
+ * Replace the token set atomically: a new file (O_EXCL, 0600) is written
+ * and fsync'd, renamed over the old one, and the directory fsync'd.  A
+ * crash at any instant leaves the old or the new set, never a torn one.
+ */
+int pg_store_write(int dirfd, const struct pg_tokenset *ts, struct pg_error *err);
+
+/* Remove the token set (logout).  Absent is not an error. */
+int pg_store_delete(int dirfd, struct pg_error *err);
+
+/* Take the exclusive advisory lock, waiting at most timeout_ms. */
+int pg_store_lock(int dirfd, int timeout_ms, int *lockfd, struct pg_error *err);
+void pg_store_unlock(int lockfd);
+
+#endif
