@@ -17,11 +17,11 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "internal.h"
 #include "store.h"
 
@@ -121,57 +121,19 @@ static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struc
     return r;
 }
 
-/* Open a file of the store for reading, with its type, owner and mode checked. */
-static int open_checked(int dirfd, const char *name, int *out, size_t *size, struct pg_error *err)
-{
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0 && errno == ELOOP)
-        return pg_fail(err, PG_ERR_PERM, "stored token set is a symbolic link");
-    if (fd < 0)
-        return pg_fail(err, PG_ERR_IO, "stored token set: %s", strerror(errno));
-    struct stat st;
-    int r = 0;
-    if (fstat(fd, &st) < 0)
-        r = pg_fail(err, PG_ERR_IO, "stored token set: %s", strerror(errno));
-    else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
-        r = pg_fail(err, PG_ERR_PERM, "stored token set has an unsafe type, owner or mode");
-    else if (st.st_size > PG_STORE_MAX_BYTES)
-        r = pg_fail(err, PG_ERR_IO, "stored token set is larger than %d bytes", PG_STORE_MAX_BYTES);
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    *out = fd;
-    *size = (size_t)st.st_size;
-    return 0;
-}
-
 int pg_store_read(int dirfd, struct pg_tokenset *out, struct pg_error *err)
 {
-    int fd = -1;
-    size_t size = 0, got = 0;
-    int r = open_checked(dirfd, TOKENS, &fd, &size, err);
+    char *buf = NULL;
+    size_t size = 0;
+    int r = pg_file_read(dirfd, TOKENS, PG_STORE_MAX_BYTES, "stored token set", &buf, &size, err);
     if (r < 0)
         return r;
-    char *buf = malloc(size + 1);
-    r = buf ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
-    while (r == 0 && got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            r = pg_fail(err, PG_ERR_IO, "stored token set: short read");
-        else
-            got += (size_t)n;
-    }
-    close(fd);
     struct pg_tokenset ts = {0};
-    if (r == 0 && (r = parse_set(buf, size, &ts, err)) == 0)
+    if ((r = parse_set(buf, size, &ts, err)) == 0)
         *out = ts;
     else
         pg_tokenset_clear(&ts);
-    if (buf)
-        pg_memzero(buf, size);
+    pg_memzero(buf, size);
     free(buf);
     return r;
 }
@@ -207,47 +169,13 @@ static char *serialize(const struct pg_tokenset *ts)
     return text;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int pg_store_write(int dirfd, const struct pg_tokenset *ts, struct pg_error *err)
 {
-    char tmp[64];
-    unsigned rnd = 0;
-    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-        rnd = (unsigned)time(NULL);
-    snprintf(tmp, sizeof(tmp), ".%s.%d.%08x", TOKENS, (int)getpid(), rnd);
-
     char *text = serialize(ts);
     if (!text)
         return pg_fail(err, PG_ERR_NOMEM, "out of memory");
     size_t len = strlen(text);
-    int r = 0, fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot create a new token set: %s", strerror(errno));
-    if (r == 0 && (r = write_all(fd, text, len)) < 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot write the token set: %s", strerror(-r));
-    if (r == 0 && fsync(fd) < 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot write the token set: %s", strerror(errno));
-    if (fd >= 0 && close(fd) < 0 && r == 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot write the token set: %s", strerror(errno));
-    if (r == 0 && renameat(dirfd, tmp, dirfd, TOKENS) < 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot replace the token set: %s", strerror(errno));
-    if (r == 0 && fsync(dirfd) < 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot sync the token store: %s", strerror(errno));
-    if (r < 0 && fd >= 0)
-        unlinkat(dirfd, tmp, 0); /* the old set stays as it was */
+    int r = pg_file_replace(dirfd, TOKENS, text, len, "token set", err);
     pg_memzero(text, len);
     free(text);
     return r;

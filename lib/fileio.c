@@ -1,0 +1,116 @@
+/*
+ * Reading and replacing the files poolgate keeps (token sets, cached keys).
+ *
+ * MUST: reach files only by openat() with O_NOFOLLOW from a descriptor the
+ * caller has checked; refuse anything but a private regular file of the
+ * process's own user; never leave a torn file behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "internal.h"
+
+static int open_private(int dirfd, const char *name, const char *what, size_t max, int *out,
+                        size_t *size, struct pg_error *err)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP)
+        return pg_fail(err, PG_ERR_PERM, "%s is a symbolic link", what);
+    if (fd < 0)
+        return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
+    struct stat st;
+    int r = 0;
+    if (fstat(fd, &st) < 0)
+        r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
+    else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        r = pg_fail(err, PG_ERR_PERM, "%s has an unsafe type, owner or mode", what);
+    else if ((size_t)st.st_size > max)
+        r = pg_fail(err, PG_ERR_IO, "%s is larger than %zu bytes", what, max);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    *out = fd;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+int pg_file_read(int dirfd, const char *name, size_t max, const char *what, char **out, size_t *len,
+                 struct pg_error *err)
+{
+    int fd = -1;
+    size_t size = 0, got = 0;
+    int r = open_private(dirfd, name, what, max, &fd, &size, err);
+    if (r < 0)
+        return r;
+    char *buf = malloc(size + 1);
+    r = buf ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    while (r == 0 && got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            r = pg_fail(err, PG_ERR_IO, "%s: short read", what);
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (r < 0) {
+        if (buf)
+            pg_memzero(buf, size);
+        free(buf);
+        return r;
+    }
+    buf[size] = '\0';
+    *out = buf;
+    *len = size;
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, const char *what,
+                    struct pg_error *err)
+{
+    char tmp[96];
+    unsigned rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+        rnd = (unsigned)time(NULL);
+    snprintf(tmp, sizeof(tmp), ".%.60s.%d.%08x", name, (int)getpid(), rnd);
+
+    int r = 0, fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot create a new %s: %s", what, strerror(errno));
+    if (r == 0 && (r = write_all(fd, data, len)) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(-r));
+    if (r == 0 && fsync(fd) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(errno));
+    if (fd >= 0 && close(fd) < 0 && r == 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(errno));
+    if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot replace the %s: %s", what, strerror(errno));
+    if (r == 0 && fsync(dirfd) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot sync the directory of the %s: %s", what,
+                    strerror(errno));
+    if (r < 0 && fd >= 0)
+        unlinkat(dirfd, tmp, 0); /* the old file stays as it was */
+    return r;
+}

@@ -1,0 +1,27 @@
+/* Files that poolgate trusts: read with owner and mode checked, replaced atomically. */
+#ifndef PG_FILEIO_H
+#define PG_FILEIO_H
+
+#include <stddef.h>
+
+#include "poolgate/poolgate.h"
+
+/*
+ * Read `name` in `dirfd` (no symbolic links): it must be a regular file
+ * owned by the process's euid with no group or other permission bits, and
+ * at most `max` bytes.  The buffer is NUL-terminated; clear it with
+ * pg_memzero before freeing when it may hold a secret.  `what` names the
+ * file in messages.
+ */
+int pg_file_read(int dirfd, const char *name, size_t max, const char *what, char **out, size_t *len,
+                 struct pg_error *err);
+
+/*
+ * Replace `name` in `dirfd` atomically with `len` bytes of `data`, mode
+ * 0600: an O_EXCL temporary file, fsync, renameat, fsync of the directory.
+ * On failure the temporary file is removed and the old file is untouched.
+ */
+int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, const char *what,
+                    struct pg_error *err);
+
+#endif

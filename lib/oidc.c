@@ -1,0 +1,166 @@
+/*
+ * Discovery document parsing and the issuer key cache; see oidc.h.
+ *
+ * MUST: trust a discovery document only when its issuer is the configured
+ * one, byte for byte, and every endpoint in it is https; trust a cache
+ * file only through pg_file_read's owner and mode checks, and only when it
+ * names the issuer asked for.
+ */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+
+#include "fileio.h"
+#include "internal.h"
+#include "oidc.h"
+
+#define KEYCACHE_MAX_BYTES (512 * 1024)
+
+static bool https_url(const char *s)
+{
+    if (strncmp(s, "https://", 8) != 0 || s[8] == '\0' || s[8] == '/')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return false;
+    return true;
+}
+
+static int take_url(json_t *doc, const char *name, bool required, char **out, struct pg_error *err)
+{
+    json_t *v = json_object_get(doc, name);
+    if (!v && !required)
+        return 0;
+    if (!json_is_string(v) || !https_url(json_string_value(v)))
+        return pg_fail(err, PG_ERR_PROTOCOL, "discovery document: '%s' is %s", name,
+                       v ? "not an https URL" : "missing");
+    *out = strdup(json_string_value(v));
+    return *out ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+}
+
+int pg_discovery_parse(const char *json, size_t len, const char *want_issuer,
+                       struct pg_discovery *out, struct pg_error *err)
+{
+    json_error_t jerr;
+    struct pg_discovery d = {0};
+    json_t *doc =
+        len <= PG_DISCOVERY_MAX_BYTES ? json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    json_t *iss = json_object_get(doc, "issuer");
+    int r = 0;
+    if (!json_is_object(doc))
+        r = pg_fail(err, PG_ERR_PROTOCOL, "discovery document is not a JSON object");
+    else if (!json_is_string(iss) || strcmp(json_string_value(iss), want_issuer) != 0)
+        r = pg_fail(err, PG_ERR_PROTOCOL,
+                    "discovery document names another issuer than the configured one");
+    if (r == 0 && !(d.issuer = strdup(want_issuer)))
+        r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    if (r == 0)
+        r = take_url(doc, "token_endpoint", true, &d.token_endpoint, err);
+    if (r == 0)
+        r = take_url(doc, "jwks_uri", true, &d.jwks_uri, err);
+    if (r == 0)
+        r = take_url(doc, "device_authorization_endpoint", false, &d.device_authorization_endpoint,
+                     err);
+    json_decref(doc);
+    if (r == 0)
+        *out = d;
+    else
+        pg_discovery_clear(&d);
+    return r;
+}
+
+void pg_discovery_clear(struct pg_discovery *d)
+{
+    if (!d)
+        return;
+    free(d->issuer);
+    free(d->device_authorization_endpoint);
+    free(d->token_endpoint);
+    free(d->jwks_uri);
+    memset(d, 0, sizeof(*d));
+}
+
+enum pg_keycache_action pg_keycache_decide(const struct pg_keycache_entry *e, int64_t now,
+                                           bool unknown_kid)
+{
+    if (!e || !e->jwks || e->fetched_at <= 0)
+        return PG_KEYCACHE_FETCH;
+    int64_t age = now - e->fetched_at;
+    if (age < 0 || age > PG_KEYS_MAX_AGE) /* too old, or the clock went back */
+        return PG_KEYCACHE_FETCH;
+    if (age > PG_KEYS_REFRESH_AFTER)
+        return PG_KEYCACHE_REFRESH;
+    /* An unknown kid may be a rotation: look again, but rate-limited, so a
+     * stream of forged kids cannot turn into a stream of fetches. */
+    if (unknown_kid && now - e->last_attempt >= PG_KEYS_UNKNOWN_KID_INTERVAL)
+        return PG_KEYCACHE_REFRESH;
+    return PG_KEYCACHE_USE;
+}
+
+int pg_keycache_name(const char *issuer, char name[48])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (EVP_Digest(issuer, strlen(issuer), md, &mdlen, EVP_sha256(), NULL) != 1)
+        return PG_ERR_CRYPTO;
+    char *p = name + sprintf(name, "keys-");
+    for (int i = 0; i < 16; i++)
+        p += sprintf(p, "%02x", md[i]);
+    strcpy(p, ".json");
+    return 0;
+}
+
+int pg_keycache_load(int dirfd, const char *issuer, struct pg_keycache_entry *out,
+                     struct pg_error *err)
+{
+    char name[48], *text = NULL;
+    size_t len = 0;
+    int r = pg_keycache_name(issuer, name);
+    if (r == 0)
+        r = pg_file_read(dirfd, name, KEYCACHE_MAX_BYTES, "cached key set", &text, &len, err);
+    if (r < 0)
+        return r;
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *iss = json_object_get(doc, "issuer"), *jwks = json_object_get(doc, "jwks");
+    struct pg_keycache_entry e = {0};
+    if (!json_is_string(iss) || strcmp(json_string_value(iss), issuer) != 0 ||
+        !json_is_string(jwks))
+        r = pg_fail(err, PG_ERR_IO, "cached key set is corrupt or for another issuer");
+    else if (!(e.issuer = strdup(issuer)) || !(e.jwks = strdup(json_string_value(jwks))))
+        r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    e.fetched_at = json_integer_value(json_object_get(doc, "fetched_at"));
+    e.last_attempt = json_integer_value(json_object_get(doc, "last_attempt"));
+    json_decref(doc);
+    free(text);
+    if (r == 0)
+        *out = e;
+    else
+        pg_keycache_entry_clear(&e);
+    return r;
+}
+
+int pg_keycache_save(int dirfd, const struct pg_keycache_entry *e, struct pg_error *err)
+{
+    char name[48];
+    if (!e->issuer || !e->jwks || pg_keycache_name(e->issuer, name) < 0)
+        return pg_fail(err, PG_ERR_ARG, "incomplete key cache entry");
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I}", "issuer", e->issuer, "jwks", e->jwks, "fetched_at",
+                  (json_int_t)e->fetched_at, "last_attempt", (json_int_t)e->last_attempt);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    int r = text ? pg_file_replace(dirfd, name, text, strlen(text), "cached key set", err)
+                 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    free(text);
+    return r;
+}
+
+void pg_keycache_entry_clear(struct pg_keycache_entry *e)
+{
+    if (!e)
+        return;
+    free(e->issuer);
+    free(e->jwks);
+    memset(e, 0, sizeof(*e));
+}
