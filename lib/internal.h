@@ -42,6 +42,9 @@ bool pg_strlist_contains(const struct pg_strlist *l, const char *s);
 /* strndup that never reads past len and fails on embedded NUL (returns NULL, sets *bad). */
 char *pg_strndup_checked(const char *s, size_t len);
 
+/* An https:// URL with a host and no whitespace or control characters. */
+bool pg_https_url(const char *s);
+
 /* Free a string after clearing it (secrets). */
 void pg_free_secret(char *s);
 

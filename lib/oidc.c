@@ -16,22 +16,12 @@
 
 #define KEYCACHE_MAX_BYTES (512 * 1024)
 
-static bool https_url(const char *s)
-{
-    if (strncmp(s, "https://", 8) != 0 || s[8] == '\0' || s[8] == '/')
-        return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p <= 0x20 || *p == 0x7f)
-            return false;
-    return true;
-}
-
 static int take_url(json_t *doc, const char *name, bool required, char **out, struct pg_error *err)
 {
     json_t *v = json_object_get(doc, name);
     if (!v && !required)
         return 0;
-    if (!json_is_string(v) || !https_url(json_string_value(v)))
+    if (!json_is_string(v) || !pg_https_url(json_string_value(v)))
         return pg_fail(err, PG_ERR_PROTOCOL, "discovery document: '%s' is %s", name,
                        v ? "not an https URL" : "missing");
     *out = strdup(json_string_value(v));

@@ -106,3 +106,13 @@ void pg_free_secret(char *s)
         free(s);
     }
 }
+
+bool pg_https_url(const char *s)
+{
+    if (strncmp(s, "https://", 8) != 0 || s[8] == '\0' || s[8] == '/')
+        return false;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}

@@ -1,0 +1,73 @@
+/*
+ * OAuth 2.0 device authorization grant (RFC 8628), as pure parsing and a
+ * polling schedule driven by a clock the caller supplies, so that every
+ * timing rule is testable without waiting.
+ */
+#ifndef PG_DEVICE_H
+#define PG_DEVICE_H
+
+#include <stdint.h>
+
+#include "poolgate/poolgate.h"
+#include "store.h"
+
+#define PG_DEVICE_DEFAULT_INTERVAL 5 /* RFC 8628 §3.2 */
+#define PG_DEVICE_SLOW_DOWN_STEP 5   /* RFC 8628 §3.5 */
+#define PG_DEVICE_MAX_BACKOFF_MS 60000
+
+/* The device authorization response (RFC 8628 §3.2). */
+struct pg_device_auth {
+    char *device_code; /* secret: cleared on release */
+    char *user_code;
+    char *verification_uri;          /* from verification_uri, or the older verification_url */
+    char *verification_uri_complete; /* may be NULL (Entra never sends it) */
+    char *message;                   /* may be NULL */
+    long expires_in;                 /* seconds */
+    long interval;                   /* seconds */
+};
+
+int pg_device_auth_parse(const char *json, size_t len, struct pg_device_auth *out,
+                         struct pg_error *err);
+void pg_device_auth_clear(struct pg_device_auth *a);
+
+/* What one token request answered. */
+enum pg_poll_outcome {
+    PG_POLL_TOKENS,    /* success: the token set is filled in */
+    PG_POLL_PENDING,   /* authorization_pending: ask again after the interval */
+    PG_POLL_SLOW_DOWN, /* slow_down: the interval grows by 5 s for good */
+    PG_POLL_DENIED,    /* access_denied or authorization_declined */
+    PG_POLL_EXPIRED,   /* expired_token */
+    PG_POLL_FAILED,    /* bad_verification_code, or any other error: stop */
+};
+
+/*
+ * Classify a token endpoint response (RFC 6749 §5.1/§5.2, RFC 8628 §3.5).
+ * Only the `error` code decides, never error_description.  A success needs
+ * access_token and token_type; its tokens go to *ts (expires_at computed
+ * from `now`).  An answer that is neither a success nor an OAuth error is
+ * PG_ERR_PROTOCOL.  For PG_POLL_FAILED, err names the error code.
+ */
+int pg_token_response_parse(long status, const char *json, size_t len, int64_t now,
+                            enum pg_poll_outcome *outcome, struct pg_tokenset *ts,
+                            struct pg_error *err);
+
+/* The polling schedule, in CLOCK_MONOTONIC milliseconds. */
+struct pg_poller {
+    int64_t interval_ms; /* current interval, grown by slow_down */
+    int64_t deadline_ms; /* min(expires_in, login_timeout) after the start */
+    int64_t next_ms;     /* when the next poll may be sent */
+    int64_t backoff_ms;  /* extra wait after connection timeouts, doubling */
+};
+
+void pg_poller_start(struct pg_poller *p, int64_t now_ms, long interval, long expires_in,
+                     long login_timeout);
+
+/* The wait before the next poll, or -1 when the deadline comes first. */
+int64_t pg_poller_wait(const struct pg_poller *p, int64_t now_ms);
+
+/* Record what a poll sent at now_ms brought: PG_POLL_PENDING, PG_POLL_SLOW_DOWN,
+ * or (timeout = true) a connection timeout. */
+void pg_poller_after(struct pg_poller *p, int64_t now_ms, enum pg_poll_outcome outcome,
+                     bool timeout);
+
+#endif

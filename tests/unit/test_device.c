@@ -1,0 +1,199 @@
+/* RFC 8628: device authorization parsing, token response classification, polling schedule. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "device.h"
+#include "poolgate/poolgate.h"
+
+static int auth(const char *json, struct pg_device_auth *a, struct pg_error *err)
+{
+    memset(a, 0, sizeof(*a));
+    return pg_device_auth_parse(json, strlen(json), a, err);
+}
+
+static void test_device_auth_entra(void **state)
+{
+    (void)state;
+    struct pg_device_auth a;
+    struct pg_error err = {0};
+    assert_int_equal(auth("{\"user_code\":\"ABCD-EFGH\",\"device_code\":\"DAQABAAEAAAD\","
+                          "\"verification_uri\":\"https://microsoft.com/devicelogin\","
+                          "\"expires_in\":900,\"interval\":5,\"message\":\"To sign in...\"}",
+                          &a, &err),
+                     0);
+    assert_string_equal(a.user_code, "ABCD-EFGH");
+    assert_string_equal(a.device_code, "DAQABAAEAAAD");
+    assert_string_equal(a.verification_uri, "https://microsoft.com/devicelogin");
+    assert_null(a.verification_uri_complete);
+    assert_string_equal(a.message, "To sign in...");
+    assert_int_equal(a.expires_in, 900);
+    assert_int_equal(a.interval, 5);
+    pg_device_auth_clear(&a);
+}
+
+static void test_device_auth_variants(void **state)
+{
+    (void)state;
+    struct pg_device_auth a;
+    struct pg_error err = {0};
+    /* v1 spelling, numbers as strings, no interval (defaults to 5). */
+    assert_int_equal(auth("{\"user_code\":\"X\",\"device_code\":\"D\","
+                          "\"verification_url\":\"https://microsoft.com/devicelogin\","
+                          "\"expires_in\":\"900\"}",
+                          &a, &err),
+                     0);
+    assert_string_equal(a.verification_uri, "https://microsoft.com/devicelogin");
+    assert_int_equal(a.expires_in, 900);
+    assert_int_equal(a.interval, 5);
+    pg_device_auth_clear(&a);
+    assert_int_equal(auth("{\"user_code\":\"X\",\"device_code\":\"D\","
+                          "\"verification_uri\":\"https://idp.example/device\","
+                          "\"verification_uri_complete\":\"https://idp.example/device?c=X\","
+                          "\"expires_in\":600,\"interval\":\"7\"}",
+                          &a, &err),
+                     0);
+    assert_int_equal(a.interval, 7);
+    assert_string_equal(a.verification_uri_complete, "https://idp.example/device?c=X");
+    pg_device_auth_clear(&a);
+
+    static const char *const bad[] = {
+        "[]",
+        "{\"device_code\":\"D\",\"verification_uri\":\"https://a/d\",\"expires_in\":9}",
+        "{\"user_code\":\"X\",\"verification_uri\":\"https://a/d\",\"expires_in\":9}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"expires_in\":9}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"http://a/d\","
+        "\"expires_in\":9}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"https://a/d\"}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"https://a/d\","
+        "\"expires_in\":\"9s\"}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"https://a/d\","
+        "\"expires_in\":0}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"https://a/d\","
+        "\"expires_in\":9,\"interval\":0}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"https://a/d\","
+        "\"expires_in\":9,\"interval\":-5}",
+        "{\"user_code\":\"X\",\"device_code\":\"D\",\"verification_uri\":\"https://a/d\","
+        "\"expires_in\":9.5}",
+        "{\"user_code\":\"X\",\"user_code\":\"Y\",\"device_code\":\"D\","
+        "\"verification_uri\":\"https://a/d\",\"expires_in\":9}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (auth(bad[i], &a, &err) != PG_ERR_PROTOCOL)
+            fail_msg("accepted %s", bad[i]);
+        assert_null(a.device_code);
+    }
+}
+
+static enum pg_poll_outcome poll_outcome(long status, const char *json, int expect_r,
+                                         struct pg_error *err)
+{
+    enum pg_poll_outcome o = (enum pg_poll_outcome)99;
+    struct pg_tokenset ts = {0};
+    assert_int_equal(pg_token_response_parse(status, json, strlen(json), 1000, &o, &ts, err),
+                     expect_r);
+    pg_tokenset_clear(&ts);
+    return o;
+}
+
+static void test_token_responses(void **state)
+{
+    (void)state;
+    struct pg_error err = {0};
+    enum pg_poll_outcome o;
+    struct pg_tokenset ts = {0};
+    const char *ok = "{\"token_type\":\"Bearer\",\"scope\":\"openid\",\"expires_in\":\"3599\","
+                     "\"access_token\":\"at\",\"refresh_token\":\"rt\",\"id_token\":\"it\"}";
+    assert_int_equal(pg_token_response_parse(200, ok, strlen(ok), 1000, &o, &ts, &err), 0);
+    assert_int_equal(o, PG_POLL_TOKENS);
+    assert_string_equal(ts.access_token, "at");
+    assert_string_equal(ts.refresh_token, "rt");
+    assert_string_equal(ts.id_token, "it");
+    assert_int_equal(ts.expires_at, 1000 + 3599);
+    pg_tokenset_clear(&ts);
+
+    assert_int_equal(poll_outcome(400,
+                                  "{\"error\":\"authorization_pending\","
+                                  "\"error_description\":\"AADSTS70016: expired_token\"}",
+                                  0, &err),
+                     PG_POLL_PENDING); /* the description never decides */
+    assert_int_equal(poll_outcome(400, "{\"error\":\"slow_down\"}", 0, &err), PG_POLL_SLOW_DOWN);
+    assert_int_equal(poll_outcome(400, "{\"error\":\"access_denied\"}", 0, &err), PG_POLL_DENIED);
+    assert_int_equal(poll_outcome(400, "{\"error\":\"authorization_declined\"}", 0, &err),
+                     PG_POLL_DENIED);
+    assert_int_equal(poll_outcome(400, "{\"error\":\"expired_token\"}", 0, &err), PG_POLL_EXPIRED);
+    assert_int_equal(poll_outcome(400, "{\"error\":\"bad_verification_code\"}", 0, &err),
+                     PG_POLL_FAILED);
+    assert_non_null(strstr(err.msg, "bad_verification_code"));
+    assert_int_equal(poll_outcome(401, "{\"error\":\"something_new\"}", 0, &err), PG_POLL_FAILED);
+    /* Not OAuth at all. */
+    poll_outcome(500, "{\"error\":\"server_error\"}", PG_ERR_PROTOCOL, &err);
+    poll_outcome(400, "<html>", PG_ERR_PROTOCOL, &err);
+    poll_outcome(400, "{\"error\":7}", PG_ERR_PROTOCOL, &err);
+    poll_outcome(200, "{\"access_token\":\"at\"}", PG_ERR_PROTOCOL, &err); /* no token_type */
+    poll_outcome(200, "{\"token_type\":\"mac\",\"access_token\":\"at\"}", PG_ERR_PROTOCOL, &err);
+    poll_outcome(200, "{\"token_type\":\"bearer\",\"access_token\":\"\"}", PG_ERR_PROTOCOL, &err);
+    poll_outcome(200, "{\"token_type\":\"bearer\",\"access_token\":\"a\",\"id_token\":5}",
+                 PG_ERR_PROTOCOL, &err);
+}
+
+static void test_poll_schedule(void **state)
+{
+    (void)state;
+    struct pg_poller p;
+    int64_t t = 100000;
+    pg_poller_start(&p, t, 5, 900, 300); /* login_timeout is the tighter bound */
+    assert_int_equal(pg_poller_wait(&p, t), 5000);
+    t += 5000;
+    assert_int_equal(pg_poller_wait(&p, t), 0);
+    pg_poller_after(&p, t, PG_POLL_PENDING, false);
+    assert_int_equal(pg_poller_wait(&p, t), 5000);
+    /* slow_down: +5 s, and it stays for every later poll. */
+    t += 5000;
+    pg_poller_after(&p, t, PG_POLL_SLOW_DOWN, false);
+    assert_int_equal(pg_poller_wait(&p, t), 10000);
+    t += 10000;
+    pg_poller_after(&p, t, PG_POLL_PENDING, false);
+    assert_int_equal(pg_poller_wait(&p, t), 10000);
+    t += 10000;
+    pg_poller_after(&p, t, PG_POLL_SLOW_DOWN, false);
+    assert_int_equal(pg_poller_wait(&p, t), 15000);
+    /* Connection timeouts back off exponentially, then recover. */
+    t += 15000;
+    pg_poller_after(&p, t, PG_POLL_PENDING, true);
+    assert_int_equal(pg_poller_wait(&p, t), 15000 + 15000);
+    pg_poller_after(&p, t, PG_POLL_PENDING, true);
+    assert_int_equal(pg_poller_wait(&p, t), 15000 + 30000);
+    pg_poller_after(&p, t, PG_POLL_PENDING, true);
+    assert_int_equal(pg_poller_wait(&p, t), 15000 + 60000); /* capped */
+    pg_poller_after(&p, t, PG_POLL_PENDING, false);
+    assert_int_equal(pg_poller_wait(&p, t), 15000);
+    /* The deadline: no poll is scheduled at or after it. */
+    int64_t deadline = 100000 + 300000;
+    assert_int_equal(pg_poller_wait(&p, deadline - 15000), 0);
+    pg_poller_after(&p, deadline - 14000, PG_POLL_PENDING, false);
+    assert_int_equal(pg_poller_wait(&p, deadline - 14000), -1);
+
+    /* expires_in tighter than login_timeout. */
+    pg_poller_start(&p, 0, 5, 12, 300);
+    assert_int_equal(pg_poller_wait(&p, 0), 5000);
+    pg_poller_after(&p, 5000, PG_POLL_PENDING, false);
+    assert_int_equal(pg_poller_wait(&p, 5000), 5000);
+    pg_poller_after(&p, 10000, PG_POLL_PENDING, false);
+    assert_int_equal(pg_poller_wait(&p, 10000), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_auth_entra),
+        cmocka_unit_test(test_device_auth_variants),
+        cmocka_unit_test(test_token_responses),
+        cmocka_unit_test(test_poll_schedule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
