@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "http.h"
 #include "poolgate/poolgate.h"
 #include "store.h"
 
@@ -69,5 +70,49 @@ int64_t pg_poller_wait(const struct pg_poller *p, int64_t now_ms);
  * or (timeout = true) a connection timeout. */
 void pg_poller_after(struct pg_poller *p, int64_t now_ms, enum pg_poll_outcome outcome,
                      bool timeout);
+
+/* The clock and the waiting, supplied by the caller (tests make time pass at once). */
+struct pg_clock {
+    int64_t (*monotonic_ms)(void *ctx); /* CLOCK_MONOTONIC, for deadlines */
+    int64_t (*wall)(void *ctx);         /* epoch seconds, for token expiry */
+    void (*sleep_ms)(void *ctx, int64_t ms);
+    void *ctx;
+};
+
+/* The real clock. */
+extern const struct pg_clock pg_system_clock;
+
+/* Shows the user code and URL; a negative return aborts the sign-in
+ * (the conversation failed or the user gave up). */
+typedef int (*pg_prompt_fn)(void *ctx, const struct pg_device_auth *auth);
+
+struct pg_device_request {
+    const char *device_authorization_endpoint;
+    const char *token_endpoint;
+    const char *client_id;
+    const char *scope;
+    long login_timeout;
+};
+
+/*
+ * A whole device-code sign-in: request a code, show it, poll until the
+ * tokens come, the user declines, or the deadline passes.  Returns 0 with
+ * *out filled, PG_ERR_DENIED (declined, expired, timed out, aborted),
+ * PG_ERR_NETWORK or PG_ERR_PROTOCOL (the provider unreachable or answering
+ * wrongly), with a message in err.
+ */
+int pg_device_login(const struct pg_http_opts *http, const struct pg_device_request *req,
+                    const struct pg_clock *clock, pg_prompt_fn prompt, void *prompt_ctx,
+                    struct pg_tokenset *out, struct pg_error *err);
+
+/*
+ * Redeem a refresh token (RFC 6749 §6), optionally for another scope.  The
+ * answer usually carries a rotated refresh token: the caller must store it
+ * before using anything else from *out.  PG_ERR_DENIED when the provider
+ * refuses the refresh token (invalid_grant: expired, revoked, replayed).
+ */
+int pg_refresh(const struct pg_http_opts *http, const char *token_endpoint, const char *client_id,
+               const char *refresh_token, const char *scope, const struct pg_clock *clock,
+               struct pg_tokenset *out, struct pg_error *err);
 
 #endif

@@ -30,6 +30,8 @@ PG_EXPORT const char *pg_strerror(int err)
         return "server unreachable";
     case PG_ERR_PROTOCOL:
         return "unexpected answer from server";
+    case PG_ERR_DENIED:
+        return "sign-in declined, expired or timed out";
     default:
         return "unknown error";
     }

@@ -36,7 +36,8 @@ enum {
     PG_ERR_CRYPTO = -8,  /* an OpenSSL call failed for a reason other than a bad signature */
     PG_ERR_INTERNAL = -9, /* a broken invariant; a bug */
     PG_ERR_NETWORK = -10, /* a server could not be reached, or TLS or a time limit failed */
-    PG_ERR_PROTOCOL = -11 /* a server answered, but not as the protocol says */
+    PG_ERR_PROTOCOL = -11, /* a server answered, but not as the protocol says */
+    PG_ERR_DENIED = -12    /* a sign-in was declined, expired, timed out or aborted */
 };
 
 /* A short description of an error code ("out of memory", ...). Never NULL. */

@@ -1,0 +1,159 @@
+/*
+ * The network side of a sign-in: the device authorization grant end to end
+ * (RFC 8628 §3.1-3.5) and the refresh-token grant (RFC 6749 §6).  Runs in
+ * the helper, never in the PAM module.
+ *
+ * MUST: never poll faster than the schedule in device.c allows; stop at
+ * the deadline; never put a device code or refresh token in a message.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "device.h"
+#include "http.h"
+#include "internal.h"
+
+static int64_t sys_monotonic_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t sys_wall(void *ctx)
+{
+    (void)ctx;
+    return (int64_t)time(NULL);
+}
+
+static void sys_sleep_ms(void *ctx, int64_t ms)
+{
+    (void)ctx;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+const struct pg_clock pg_system_clock = {sys_monotonic_ms, sys_wall, sys_sleep_ms, NULL};
+
+static int request_code(const struct pg_http_opts *http, const struct pg_device_request *req,
+                        struct pg_device_auth *auth, struct pg_error *err)
+{
+    const struct pg_form_field f[] = {{"client_id", req->client_id}, {"scope", req->scope}};
+    struct pg_http_response res = {0};
+    int r = pg_http_post_form(http, req->device_authorization_endpoint, f, 2, &res, err);
+    if (r == 0 &&
+        (r = pg_http_expect_json(&res, 200, "the device authorization endpoint", err)) == 0)
+        r = pg_device_auth_parse(res.body, res.len, auth, err);
+    pg_http_response_clear(&res);
+    return r;
+}
+
+/* One token request; *timeout tells a connection timeout from other failures. */
+static int poll_once(const struct pg_http_opts *http, const struct pg_device_request *req,
+                     const struct pg_device_auth *auth, int64_t now, enum pg_poll_outcome *outcome,
+                     struct pg_tokenset *ts, bool *timeout, struct pg_error *err)
+{
+    const struct pg_form_field f[] = {
+        {"grant_type", "urn:ietf:params:oauth:grant-type:device_code"},
+        {"client_id", req->client_id},
+        {"device_code", auth->device_code},
+    };
+    struct pg_http_response res = {0};
+    int r = pg_http_post_form(http, req->token_endpoint, f, PG_ARRAY_SIZE(f), &res, err);
+    *timeout = r == PG_ERR_NETWORK;
+    if (r == 0)
+        r = pg_token_response_parse(res.status, res.body, res.len, now, outcome, ts, err);
+    pg_http_response_clear(&res);
+    return r;
+}
+
+static int poll_loop(const struct pg_http_opts *http, const struct pg_device_request *req,
+                     const struct pg_clock *clock, const struct pg_device_auth *auth,
+                     struct pg_tokenset *out, struct pg_error *err)
+{
+    struct pg_poller p;
+    pg_poller_start(&p, clock->monotonic_ms(clock->ctx), auth->interval, auth->expires_in,
+                    req->login_timeout);
+    for (;;) {
+        int64_t wait = pg_poller_wait(&p, clock->monotonic_ms(clock->ctx));
+        if (wait < 0)
+            return pg_fail(err, PG_ERR_DENIED, "the sign-in was not completed in time");
+        clock->sleep_ms(clock->ctx, wait);
+        struct pg_http_opts o = *http;
+        o.deadline_ms = p.deadline_ms;
+        enum pg_poll_outcome outcome = PG_POLL_FAILED;
+        bool timeout = false;
+        int r = poll_once(&o, req, auth, clock->wall(clock->ctx), &outcome, out, &timeout, err);
+        if (r < 0 && !timeout)
+            return r;
+        pg_poller_after(&p, clock->monotonic_ms(clock->ctx), outcome, timeout);
+        if (r < 0)
+            continue; /* a connection timeout: back off and try again */
+        switch (outcome) {
+        case PG_POLL_TOKENS:
+            return 0;
+        case PG_POLL_PENDING:
+        case PG_POLL_SLOW_DOWN:
+            continue;
+        case PG_POLL_DENIED:
+            return pg_fail(err, PG_ERR_DENIED, "the sign-in was declined");
+        case PG_POLL_EXPIRED:
+            return pg_fail(err, PG_ERR_DENIED, "the sign-in code expired");
+        case PG_POLL_FAILED:
+            err->code = PG_ERR_DENIED; /* err already names the error code */
+            return PG_ERR_DENIED;
+        }
+    }
+}
+
+int pg_device_login(const struct pg_http_opts *http, const struct pg_device_request *req,
+                    const struct pg_clock *clock, pg_prompt_fn prompt, void *prompt_ctx,
+                    struct pg_tokenset *out, struct pg_error *err)
+{
+    struct pg_device_auth auth = {0};
+    struct pg_tokenset ts = {0};
+    struct pg_error local = {0};
+    err = err ? err : &local;
+    if (!req->device_authorization_endpoint || !req->token_endpoint)
+        return pg_fail(err, PG_ERR_PROTOCOL, "the provider offers no device authorization");
+    int r = request_code(http, req, &auth, err);
+    if (r == 0 && prompt(prompt_ctx, &auth) < 0)
+        r = pg_fail(err, PG_ERR_DENIED, "the sign-in was abandoned");
+    if (r == 0)
+        r = poll_loop(http, req, clock, &auth, &ts, err);
+    if (r == 0)
+        *out = ts;
+    else
+        pg_tokenset_clear(&ts);
+    pg_device_auth_clear(&auth);
+    return r;
+}
+
+int pg_refresh(const struct pg_http_opts *http, const char *token_endpoint, const char *client_id,
+               const char *refresh_token, const char *scope, const struct pg_clock *clock,
+               struct pg_tokenset *out, struct pg_error *err)
+{
+    const struct pg_form_field f[] = {
+        {"grant_type", "refresh_token"},
+        {"client_id", client_id},
+        {"refresh_token", refresh_token},
+        {"scope", scope ? scope : ""},
+    };
+    struct pg_http_response res = {0};
+    struct pg_tokenset ts = {0};
+    enum pg_poll_outcome outcome = PG_POLL_FAILED;
+    int r = pg_http_post_form(http, token_endpoint, f, scope ? 4 : 3, &res, err);
+    if (r == 0)
+        r = pg_token_response_parse(res.status, res.body, res.len, clock->wall(clock->ctx),
+                                    &outcome, &ts, err);
+    if (r == 0 && outcome != PG_POLL_TOKENS)
+        r = pg_fail(err, PG_ERR_DENIED, "the provider refused the refresh token");
+    if (r == 0)
+        *out = ts;
+    else
+        pg_tokenset_clear(&ts);
+    pg_http_response_clear(&res);
+    return r;
+}
