@@ -2,8 +2,8 @@
  * Reading and replacing the files poolgate keeps (token sets, cached keys).
  *
  * MUST: reach files only by openat() with O_NOFOLLOW from a descriptor the
- * caller has checked; refuse anything but a private regular file of the
- * process's own user; never leave a torn file behind.
+ * caller has checked; refuse anything but a private regular file of its
+ * expected owner (the helper account); never leave a torn file behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +16,8 @@
 #include "fileio.h"
 #include "internal.h"
 
-static int open_private(int dirfd, const char *name, const char *what, size_t max, int *out,
-                        size_t *size, struct pg_error *err)
+static int open_private(int dirfd, const char *name, const char *what, size_t max, uid_t owner,
+                        int *out, size_t *size, struct pg_error *err)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0 && errno == ELOOP)
@@ -28,7 +28,7 @@ static int open_private(int dirfd, const char *name, const char *what, size_t ma
     int r = 0;
     if (fstat(fd, &st) < 0)
         r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
-    else if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+    else if (!S_ISREG(st.st_mode) || st.st_uid != owner || (st.st_mode & 077))
         r = pg_fail(err, PG_ERR_PERM, "%s has an unsafe type, owner or mode", what);
     else if ((size_t)st.st_size > max)
         r = pg_fail(err, PG_ERR_IO, "%s is larger than %zu bytes", what, max);
@@ -41,12 +41,12 @@ static int open_private(int dirfd, const char *name, const char *what, size_t ma
     return 0;
 }
 
-int pg_file_read(int dirfd, const char *name, size_t max, const char *what, char **out, size_t *len,
-                 struct pg_error *err)
+int pg_file_read(int dirfd, const char *name, size_t max, uid_t owner, const char *what, char **out,
+                 size_t *len, struct pg_error *err)
 {
     int fd = -1;
     size_t size = 0, got = 0;
-    int r = open_private(dirfd, name, what, max, &fd, &size, err);
+    int r = open_private(dirfd, name, what, max, owner, &fd, &size, err);
     if (r < 0)
         return r;
     char *buf = malloc(size + 1);

@@ -3,18 +3,19 @@
 #define PG_FILEIO_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "poolgate/poolgate.h"
 
 /*
  * Read `name` in `dirfd` (no symbolic links): it must be a regular file
- * owned by the process's euid with no group or other permission bits, and
+ * owned by `owner` with no group or other permission bits, and
  * at most `max` bytes.  The buffer is NUL-terminated; clear it with
  * pg_memzero before freeing when it may hold a secret.  `what` names the
  * file in messages.
  */
-int pg_file_read(int dirfd, const char *name, size_t max, const char *what, char **out, size_t *len,
-                 struct pg_error *err);
+int pg_file_read(int dirfd, const char *name, size_t max, uid_t owner, const char *what, char **out,
+                 size_t *len, struct pg_error *err);
 
 /*
  * Replace `name` in `dirfd` atomically with `len` bytes of `data`, mode

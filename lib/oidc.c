@@ -100,14 +100,15 @@ int pg_keycache_name(const char *issuer, char name[48])
     return 0;
 }
 
-int pg_keycache_load(int dirfd, const char *issuer, struct pg_keycache_entry *out,
+int pg_keycache_load(int dirfd, const char *issuer, uid_t owner, struct pg_keycache_entry *out,
                      struct pg_error *err)
 {
     char name[48], *text = NULL;
     size_t len = 0;
     int r = pg_keycache_name(issuer, name);
     if (r == 0)
-        r = pg_file_read(dirfd, name, KEYCACHE_MAX_BYTES, "cached key set", &text, &len, err);
+        r = pg_file_read(dirfd, name, KEYCACHE_MAX_BYTES, owner, "cached key set", &text, &len,
+                         err);
     if (r < 0)
         return r;
     json_error_t jerr;

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "poolgate/poolgate.h"
 
@@ -59,7 +60,7 @@ enum pg_keycache_action pg_keycache_decide(const struct pg_keycache_entry *e, in
 int pg_keycache_name(const char *issuer, char name[48]);
 
 /* Load the entry for `issuer` from the cache directory; PG_ERR_IO when absent. */
-int pg_keycache_load(int dirfd, const char *issuer, struct pg_keycache_entry *out,
+int pg_keycache_load(int dirfd, const char *issuer, uid_t owner, struct pg_keycache_entry *out,
                      struct pg_error *err);
 /* Replace the entry atomically. */
 int pg_keycache_save(int dirfd, const struct pg_keycache_entry *e, struct pg_error *err);

@@ -39,14 +39,15 @@ void pg_tokenset_clear(struct pg_tokenset *ts)
     memset(ts, 0, sizeof(*ts));
 }
 
-static int check_dir(int fd, const char *what, bool root_ok, bool exact_0700, struct pg_error *err)
+static int check_dir(int fd, const char *what, uid_t owner, bool root_ok, bool exact_0700,
+                     struct pg_error *err)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
-    if (st.st_uid != geteuid() && !(root_ok && st.st_uid == 0))
+    if (st.st_uid != owner && !(root_ok && st.st_uid == 0))
         return pg_fail(err, PG_ERR_PERM, "%s: owned by uid %u, expected uid %u", what,
-                       (unsigned)st.st_uid, (unsigned)geteuid());
+                       (unsigned)st.st_uid, (unsigned)owner);
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) || (exact_0700 && (st.st_mode & 077)))
         return pg_fail(err, PG_ERR_PERM, "%s: unsafe mode %04o", what,
                        (unsigned)(st.st_mode & 07777));
@@ -64,21 +65,22 @@ static int open_dir(int at, const char *name, const char *what, struct pg_error 
     return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
 }
 
-int pg_store_open(const char *state_dir, uid_t uid, bool create, int *dirfd, struct pg_error *err)
+int pg_store_open(const char *state_dir, uid_t uid, bool create, uid_t owner, int *dirfd,
+                  struct pg_error *err)
 {
     char name[24], what[PG_ERROR_MAX / 2];
     snprintf(name, sizeof(name), "%u", (unsigned)uid);
     int top = open_dir(AT_FDCWD, state_dir, state_dir, err);
     if (top < 0)
         return top;
-    int r = check_dir(top, state_dir, true, false, err);
+    int r = check_dir(top, state_dir, owner, true, false, err);
     snprintf(what, sizeof(what), "%s/%s", state_dir, name);
     if (r == 0 && create && mkdirat(top, name, 0700) < 0 && errno != EEXIST)
         r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
     int fd = r == 0 ? open_dir(top, name, what, err) : -1;
     if (r == 0 && fd < 0)
         r = fd;
-    if (r == 0 && (r = check_dir(fd, what, false, true, err)) < 0)
+    if (r == 0 && (r = check_dir(fd, what, owner, false, true, err)) < 0)
         close(fd);
     close(top);
     if (r == 0)
@@ -121,11 +123,12 @@ static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struc
     return r;
 }
 
-int pg_store_read(int dirfd, struct pg_tokenset *out, struct pg_error *err)
+int pg_store_read(int dirfd, uid_t owner, struct pg_tokenset *out, struct pg_error *err)
 {
     char *buf = NULL;
     size_t size = 0;
-    int r = pg_file_read(dirfd, TOKENS, PG_STORE_MAX_BYTES, "stored token set", &buf, &size, err);
+    int r = pg_file_read(dirfd, TOKENS, PG_STORE_MAX_BYTES, owner, "stored token set", &buf, &size,
+                         err);
     if (r < 0)
         return r;
     struct pg_tokenset ts = {0};

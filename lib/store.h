@@ -34,12 +34,15 @@ void pg_tokenset_clear(struct pg_tokenset *ts);
 /*
  * Open (and with `create`, make) the directory of `uid` under state_dir.
  * Both levels are opened with O_NOFOLLOW|O_DIRECTORY and their owner and
- * mode checked.  Returns the directory descriptor in *dirfd.
+ * mode checked: `owner` is the helper account's uid (the process's own euid
+ * in the helper; root reading the store passes the helper account's).  Returns the directory
+ * descriptor in *dirfd.
  */
-int pg_store_open(const char *state_dir, uid_t uid, bool create, int *dirfd, struct pg_error *err);
+int pg_store_open(const char *state_dir, uid_t uid, bool create, uid_t owner, int *dirfd,
+                  struct pg_error *err);
 
 /* Read the token set.  PG_ERR_IO with errno-style text when there is none. */
-int pg_store_read(int dirfd, struct pg_tokenset *out, struct pg_error *err);
+int pg_store_read(int dirfd, uid_t owner, struct pg_tokenset *out, struct pg_error *err);
 
 /* Whether a token set is stored (0 no, 1 yes) or a negative error. */
 int pg_store_exists(int dirfd, struct pg_error *err);

@@ -99,9 +99,9 @@ static void test_cache_files(void **state)
                                    .last_attempt = T0 + 5},
                              out = {0};
     struct pg_error err = {0};
-    assert_int_equal(pg_keycache_load(dfd, ISS, &out, &err), PG_ERR_IO); /* none yet */
+    assert_int_equal(pg_keycache_load(dfd, ISS, geteuid(), &out, &err), PG_ERR_IO); /* none yet */
     assert_int_equal(pg_keycache_save(dfd, &in, &err), 0);
-    assert_int_equal(pg_keycache_load(dfd, ISS, &out, &err), 0);
+    assert_int_equal(pg_keycache_load(dfd, ISS, geteuid(), &out, &err), 0);
     assert_string_equal(out.jwks, "{\"keys\":[]}");
     assert_int_equal(out.fetched_at, T0);
     assert_int_equal(out.last_attempt, T0 + 5);
@@ -114,12 +114,12 @@ static void test_cache_files(void **state)
     assert_string_not_equal(name, other);
     /* A file for another issuer under this issuer's name is not trusted. */
     assert_int_equal(renameat(dfd, name, dfd, other), 0);
-    assert_int_equal(pg_keycache_load(dfd, ISS "/", &out, &err), PG_ERR_IO);
+    assert_int_equal(pg_keycache_load(dfd, ISS "/", geteuid(), &out, &err), PG_ERR_IO);
     assert_non_null(strstr(err.msg, "another issuer"));
     /* Nor is a file others can read or write. */
     assert_int_equal(pg_keycache_save(dfd, &in, &err), 0);
     assert_int_equal(fchmodat(dfd, name, 0644, 0), 0);
-    assert_int_equal(pg_keycache_load(dfd, ISS, &out, &err), PG_ERR_PERM);
+    assert_int_equal(pg_keycache_load(dfd, ISS, geteuid(), &out, &err), PG_ERR_PERM);
     char cmd[96];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     close(dfd);

@@ -45,7 +45,7 @@ static int teardown(void **state)
 static int open_store(uid_t uid, bool create, struct pg_error *err)
 {
     int fd = -1;
-    int r = pg_store_open(top, uid, create, &fd, err);
+    int r = pg_store_open(top, uid, create, geteuid(), &fd, err);
     return r < 0 ? r : fd;
 }
 
@@ -73,7 +73,7 @@ static void test_round_trip(void **state)
     struct pg_tokenset in = sample("one"), out = {0};
     assert_int_equal(pg_store_write(dir, &in, &err), 0);
     assert_int_equal(pg_store_exists(dir, &err), 1);
-    assert_int_equal(pg_store_read(dir, &out, &err), 0);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), 0);
     assert_string_equal(out.id_token, "id.one");
     assert_string_equal(out.refresh_token, "refresh.one");
     assert_string_equal(out.access_token, "access");
@@ -89,7 +89,7 @@ static void test_round_trip(void **state)
     /* Replacing leaves no temporary files behind. */
     struct pg_tokenset two = sample("two");
     assert_int_equal(pg_store_write(dir, &two, &err), 0);
-    assert_int_equal(pg_store_read(dir, &out, &err), 0);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), 0);
     assert_string_equal(out.id_token, "id.two");
     DIR *d = fdopendir(dup(dir));
     struct dirent *e;
@@ -101,7 +101,7 @@ static void test_round_trip(void **state)
     assert_int_equal(pg_store_delete(dir, &err), 0);
     assert_int_equal(pg_store_exists(dir, &err), 0);
     assert_int_equal(pg_store_delete(dir, &err), 0); /* absent is fine */
-    assert_int_equal(pg_store_read(dir, &out, &err), PG_ERR_IO);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), PG_ERR_IO);
     pg_tokenset_clear(&in);
     pg_tokenset_clear(&two);
     pg_tokenset_clear(&out);
@@ -124,6 +124,17 @@ static void test_trust_checks(void **state)
     assert_int_equal(mkdir(path, 0755), 0);
     assert_int_equal(open_store(2001, false, &err), PG_ERR_PERM);
     assert_non_null(strstr(err.msg, "unsafe mode 0755"));
+    /* Directories and files of another owner than the helper account. */
+    int own = open_store(2004, true, &err);
+    assert_true(own >= 0);
+    int other = -1;
+    assert_int_equal(pg_store_open(top, 2004, false, geteuid() + 1, &other, &err), PG_ERR_PERM);
+    assert_non_null(strstr(err.msg, "expected uid"));
+    struct pg_tokenset s1 = sample("o"), o1 = {0};
+    assert_int_equal(pg_store_write(own, &s1, &err), 0);
+    assert_int_equal(pg_store_read(own, geteuid() + 1, &o1, &err), PG_ERR_PERM);
+    pg_tokenset_clear(&s1);
+    close(own);
     /* A missing directory without create. */
     assert_int_equal(open_store(2002, false, &err), PG_ERR_IO);
 
@@ -132,18 +143,18 @@ static void test_trust_checks(void **state)
     assert_true(dir >= 0);
     assert_int_equal(symlinkat("/etc/passwd", dir, "tokens.json"), 0);
     struct pg_tokenset out = {0};
-    assert_int_equal(pg_store_read(dir, &out, &err), PG_ERR_PERM);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), PG_ERR_PERM);
     assert_int_equal(unlinkat(dir, "tokens.json", 0), 0);
     struct pg_tokenset in = sample("x");
     assert_int_equal(pg_store_write(dir, &in, &err), 0);
     assert_int_equal(fchmodat(dir, "tokens.json", 0640, 0), 0);
-    assert_int_equal(pg_store_read(dir, &out, &err), PG_ERR_PERM);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), PG_ERR_PERM);
     /* Corrupt content is reported, and left in place for the admin. */
     assert_int_equal(fchmodat(dir, "tokens.json", 0600, 0), 0);
     int fd = openat(dir, "tokens.json", O_WRONLY | O_TRUNC);
     assert_int_equal(write(fd, "{\"id_token\":", 12), 12);
     close(fd);
-    assert_int_equal(pg_store_read(dir, &out, &err), PG_ERR_IO);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), PG_ERR_IO);
     assert_non_null(strstr(err.msg, "corrupt"));
     assert_int_equal(pg_store_exists(dir, &err), 1);
     pg_tokenset_clear(&in);
@@ -179,7 +190,7 @@ static void test_full_disk_keeps_old_set(void **state)
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    assert_int_equal(pg_store_read(dir, &out, &err), 0);
+    assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), 0);
     assert_string_equal(out.id_token, "id.old"); /* nothing lost */
     DIR *d = fdopendir(dup(dir));
     struct dirent *e;
@@ -216,7 +227,7 @@ static void test_kill_at_any_instant(void **state)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         /* Whatever instant the writer died at, a whole set is stored. */
-        if (pg_store_read(dir, &out, &err) != 0)
+        if (pg_store_read(dir, geteuid(), &out, &err) != 0)
             fail_msg("round %d: %s", round, err.msg);
         assert_true(strncmp(out.id_token, "id.", 3) == 0);
         assert_true(strncmp(out.refresh_token, "refresh.", 8) == 0);
