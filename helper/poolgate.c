@@ -18,8 +18,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <pwd.h>
+#include <signal.h>
+
+#include "fileio.h"
+#include "oidc.h"
 #include "pg-build-config.h"
 #include "poolgate/poolgate.h"
+#include "proto.h"
+#include "spawn.h"
+#include "store.h"
 
 enum { EXIT_OK = 0, EXIT_DENIED = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3 };
 
@@ -28,6 +36,7 @@ enum { EXIT_OK = 0, EXIT_DENIED = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3 };
 
 struct globals {
     const char *config_path;
+    const char *helper_path;
 };
 
 static int complain(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -50,7 +59,11 @@ static int exit_code(int err)
     case PG_OK:
         return EXIT_OK;
     case PG_ERR_TOKEN:
+    case PG_ERR_DENIED:
         return EXIT_DENIED;
+    case PG_ERR_NETWORK:
+    case PG_ERR_PROTOCOL:
+        return EXIT_UNAVAILABLE;
     default:
         return EXIT_USAGE;
     }
@@ -214,9 +227,6 @@ static int validate_parse_args(int argc, char **argv, struct validate_args *a)
     }
     if (optind != argc)
         return complain(EXIT_USAGE, "validate: unexpected argument '%s'", argv[optind]);
-    if (!a->jwks)
-        return complain(EXIT_USAGE, "validate: --jwks FILE is required in this version "
-                                    "(fetching keys from the issuer is not available yet)");
     return 0;
 }
 
@@ -233,28 +243,115 @@ static int read_token(const char *path, char **tok, size_t *len)
     return 0;
 }
 
+/* The helper's path and account, from --helper and helper_user. */
+static int find_helper(const struct globals *g, const struct pg_config *cfg, struct helper *h)
+{
+    h->path = g->helper_path;
+    if (h->path[0] != '/')
+        return complain(EXIT_USAGE, "--helper must be an absolute path");
+    if (helper_account(cfg->helper_user, &h->uid, &h->gid) < 0)
+        return complain(EXIT_USAGE, "helper_user '%s' does not exist", cfg->helper_user);
+    return 0;
+}
+
+/* Run one helper request; returns the exit code, complaining on failure. */
+static int ask_helper(const struct globals *g, const struct helper *h, int type, uid_t uid,
+                      bool unknown_kid)
+{
+    json_t *req = json_pack("{s:s, s:I, s:b}", "config", g->config_path, "uid", (json_int_t)uid,
+                            "unknown_kid", unknown_kid);
+    char msg[PG_ERROR_MAX] = "";
+    int st = req ? helper_exchange(h, type, req, msg, sizeof(msg)) : -1;
+    json_decref(req);
+    if (st < 0)
+        return complain(EXIT_USAGE, "%s", msg[0] ? msg : "cannot run the helper");
+    if (st != EXIT_OK)
+        return complain(st, "%s", msg);
+    return EXIT_OK;
+}
+
+static int open_cache(const struct pg_config *cfg, int *fd)
+{
+    *fd = open(cfg->cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return *fd < 0 ? complain(EXIT_USAGE, "%s: %s", cfg->cache_dir, strerror(errno)) : 0;
+}
+
+/* The issuer's key set from the cache, brought up to date by the helper when due. */
+static int cached_keyset(const struct globals *g, const struct pg_config *cfg,
+                         const struct helper *h, bool unknown_kid, struct pg_keyset **ks)
+{
+    int dir = -1, r = open_cache(cfg, &dir);
+    if (r != 0)
+        return r;
+    struct pg_keycache_entry e = {0};
+    struct pg_error err = {0};
+    bool have = pg_keycache_load(dir, cfg->issuer, h->uid, &e, &err) == 0;
+    if (pg_keycache_decide(have ? &e : NULL, (int64_t)time(NULL), unknown_kid) != PG_KEYCACHE_USE) {
+        pg_keycache_entry_clear(&e);
+        r = ask_helper(g, h, PG_MSG_KEYS, getuid(), unknown_kid);
+        have = r == 0 && pg_keycache_load(dir, cfg->issuer, h->uid, &e, &err) == 0;
+    }
+    close(dir);
+    if (r == 0 && !have)
+        r = complain(EXIT_USAGE, "no usable key set for %s: %s", cfg->issuer, err.msg);
+    if (r == 0 && pg_keyset_parse(e.jwks, strlen(e.jwks), ks, &err) < 0)
+        r = complain(EXIT_UNAVAILABLE, "cached key set: %s", err.msg);
+    pg_keycache_entry_clear(&e);
+    return r;
+}
+
+/* Verify with cached keys; an unknown kid gets one rate-limited refresh. */
+static int verify_cached(const struct globals *g, const struct pg_config *cfg,
+                         const struct helper *h, const char *tok, size_t len, time_t now,
+                         struct pg_verify_result *res)
+{
+    struct pg_keyset *ks = NULL;
+    int r = cached_keyset(g, cfg, h, false, &ks);
+    if (r != 0)
+        return r;
+    int v = pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = now}, res);
+    if (v == PG_ERR_TOKEN && res->reason == PG_REASON_KEY && strstr(res->detail, "no key")) {
+        pg_keyset_free(ks);
+        ks = NULL;
+        pg_verify_result_clear(res);
+        if ((r = cached_keyset(g, cfg, h, true, &ks)) != 0)
+            return r;
+        v = pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = now}, res);
+    }
+    pg_keyset_free(ks);
+    return v;
+}
+
+static int report_verify(int v, const struct pg_verify_result *res)
+{
+    if (v == PG_ERR_TOKEN)
+        return complain(EXIT_DENIED, "invalid token: %s: %s", pg_reason_name(res->reason),
+                        res->detail);
+    if (v < 0)
+        return complain(exit_code(v), "cannot validate: %s", pg_strerror(v));
+    return v; /* 0, or an exit code already reported */
+}
+
 static int cmd_validate(const struct globals *g, int argc, char **argv)
 {
     struct validate_args a = {0};
     struct pg_config *cfg = NULL;
     struct pg_keyset *ks = NULL;
     struct pg_verify_result res = {0};
+    struct helper h = {0};
     char *tok = NULL;
     size_t len = 0;
 
     int r = validate_parse_args(argc, argv, &a);
     if (r != 0)
         return r < 0 ? EXIT_OK : r;
-    if ((r = load_config(g, &cfg)) != 0 || (r = load_keyset_file(a.jwks, &ks)) != 0 ||
+    if ((r = load_config(g, &cfg)) != 0 || (a.jwks && (r = load_keyset_file(a.jwks, &ks)) != 0) ||
+        (!a.jwks && (r = find_helper(g, cfg, &h)) != 0) ||
         (r = read_token(a.token, &tok, &len)) != 0)
         goto out;
-    int v = pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = a.now}, &res);
-    if (v == PG_ERR_TOKEN)
-        r = complain(EXIT_DENIED, "invalid token: %s: %s", pg_reason_name(res.reason), res.detail);
-    else if (v < 0)
-        r = complain(exit_code(v), "cannot validate: %s", pg_strerror(v));
-    else
-        r = print_identity(&res.id);
+    int v = ks ? pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = a.now}, &res)
+               : verify_cached(g, cfg, &h, tok, len, a.now, &res);
+    r = v == 0 ? print_identity(&res.id) : report_verify(v, &res);
 out:
     if (tok) {
         pg_memzero(tok, len);
@@ -266,16 +363,171 @@ out:
     return r;
 }
 
+/* Options of login, status and logout. */
+struct user_args {
+    const char *user;
+    bool json;
+};
+
+static int user_parse_args(const char *cmd, int argc, char **argv, bool allow_json,
+                           struct user_args *a)
+{
+    static const struct option opts[] = {
+        {"user", required_argument, NULL, 'u'},
+        {"json", no_argument, NULL, 'j'},
+        {0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        if (c == 'u')
+            a->user = optarg;
+        else if (c == 'j' && allow_json)
+            a->json = true;
+        else
+            return complain(EXIT_USAGE, "%s: unknown option (see poolgate --help)", cmd);
+    }
+    if (optind != argc)
+        return complain(EXIT_USAGE, "%s: unexpected argument '%s'", cmd, argv[optind]);
+    return 0;
+}
+
+/* The local account a command acts for: the caller, or --user (root only). */
+static int target_uid(const char *user, uid_t *uid)
+{
+    if (!user) {
+        *uid = getuid();
+        return 0;
+    }
+    struct passwd *pw = getpwnam(user);
+    if (!pw)
+        return complain(EXIT_USAGE, "no such user '%s'", user);
+    if (pw->pw_uid != getuid() && geteuid() != 0)
+        return complain(EXIT_USAGE, "only root may act for another user");
+    *uid = pw->pw_uid;
+    return 0;
+}
+
+/* Common start of login, status and logout. */
+static int user_command(const struct globals *g, const char *cmd, int argc, char **argv,
+                        bool allow_json, struct user_args *a, struct pg_config **cfg,
+                        struct helper *h, uid_t *uid)
+{
+    int r = user_parse_args(cmd, argc, argv, allow_json, a);
+    if (r == 0)
+        r = target_uid(a->user, uid);
+    if (r == 0)
+        r = load_config(g, cfg);
+    if (r == 0)
+        r = find_helper(g, *cfg, h);
+    return r;
+}
+
+/* The stored gate token of uid, verified; *stored tells whether a set exists. */
+static int stored_identity(const struct globals *g, const struct pg_config *cfg,
+                           const struct helper *h, uid_t uid, struct pg_verify_result *res,
+                           bool *has_refresh)
+{
+    struct pg_tokenset ts = {0};
+    struct pg_error err = {0};
+    int dir = -1;
+    int r = pg_store_open(cfg->state_dir, uid, false, h->uid, &dir, &err);
+    if (r == 0) {
+        r = pg_store_read(dir, h->uid, &ts, &err);
+        close(dir);
+    }
+    if (r < 0)
+        return complain(EXIT_DENIED, "not signed in (%s)", err.msg);
+    *has_refresh = ts.refresh_token != NULL;
+    const char *gate = cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts.access_token : ts.id_token;
+    r = gate ? verify_cached(g, cfg, h, gate, strlen(gate), 0, res)
+             : complain(EXIT_DENIED, "the stored set has no %s",
+                        cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
+    pg_tokenset_clear(&ts);
+    return r;
+}
+
+static void describe(const struct pg_identity *id)
+{
+    char when[64] = "";
+    time_t exp = (time_t)id->exp;
+    struct tm tm;
+    if (gmtime_r(&exp, &tm))
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    fprintf(stderr, "signed in as %s (oid %s, tenant %s)\nroles: ", id->name ? id->name : "-",
+            id->oid ? id->oid : "-", id->tid ? id->tid : "-");
+    for (size_t i = 0; i < id->roles.count; i++)
+        fprintf(stderr, "%s%s", i ? ", " : "", id->roles.items[i]);
+    fprintf(stderr, "%s\nvalid until %s\n", id->roles.count ? "" : "(none)", when);
+}
+
+static int cmd_login(const struct globals *g, int argc, char **argv)
+{
+    struct user_args a = {0};
+    struct pg_config *cfg = NULL;
+    struct helper h = {0};
+    struct pg_verify_result res = {0};
+    bool refresh = false;
+    uid_t uid = 0;
+    int r = user_command(g, "login", argc, argv, false, &a, &cfg, &h, &uid);
+    if (r == 0)
+        r = ask_helper(g, &h, PG_MSG_LOGIN, uid, false);
+    if (r == 0 && (r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res)) == 0)
+        describe(&res.id);
+    pg_verify_result_clear(&res);
+    pg_config_free(cfg);
+    return r;
+}
+
+static int cmd_status(const struct globals *g, int argc, char **argv)
+{
+    struct user_args a = {0};
+    struct pg_config *cfg = NULL;
+    struct helper h = {0};
+    struct pg_verify_result res = {0};
+    bool refresh = false;
+    uid_t uid = 0;
+    int r = user_command(g, "status", argc, argv, true, &a, &cfg, &h, &uid);
+    if (r == 0)
+        r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res);
+    if (r == EXIT_DENIED && refresh)
+        fprintf(stderr, "a refresh token is stored: the next sign-in may not need the code\n");
+    if (r == 0 && a.json)
+        r = print_identity(&res.id);
+    else if (r == 0)
+        describe(&res.id);
+    pg_verify_result_clear(&res);
+    pg_config_free(cfg);
+    return r;
+}
+
+static int cmd_logout(const struct globals *g, int argc, char **argv)
+{
+    struct user_args a = {0};
+    struct pg_config *cfg = NULL;
+    struct helper h = {0};
+    uid_t uid = 0;
+    int r = user_command(g, "logout", argc, argv, false, &a, &cfg, &h, &uid);
+    if (r == 0 && (r = ask_helper(g, &h, PG_MSG_LOGOUT, uid, false)) == 0)
+        fprintf(stderr, "signed out: the stored token set is deleted\n");
+    pg_config_free(cfg);
+    return r;
+}
+
 static void usage(FILE *f)
 {
-    fputs("usage: poolgate [--config PATH] COMMAND [OPTIONS]\n"
+    fputs("usage: poolgate [--config PATH] [--helper PATH] COMMAND [OPTIONS]\n"
           "\n"
           "commands:\n"
           "  validate [--jwks FILE] [--now EPOCH] [--token FILE]\n"
           "           check one token against the configured policy\n"
+          "  login [--user NAME]            sign in with a device code and store the tokens\n"
+          "  status [--user NAME] [--json]  show the signed-in identity and its roles\n"
+          "  logout [--user NAME]           delete the stored tokens\n"
           "\n"
           "options:\n"
           "  --config PATH   configuration file (default " PG_DEFAULT_CONFIG ")\n"
+          "  --helper PATH   the network helper (default " PG_HELPER_PATH ")\n"
           "  --help          show this text\n"
           "  --version       show the version\n"
           "\n"
@@ -283,20 +535,34 @@ static void usage(FILE *f)
           f);
 }
 
+static const struct {
+    const char *name;
+    int (*run)(const struct globals *g, int argc, char **argv);
+} commands[] = {
+    {"validate", cmd_validate},
+    {"login", cmd_login},
+    {"status", cmd_status},
+    {"logout", cmd_logout},
+};
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"helper", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0},
     };
-    struct globals g = {.config_path = PG_DEFAULT_CONFIG};
+    struct globals g = {.config_path = PG_DEFAULT_CONFIG, .helper_path = PG_HELPER_PATH};
     int c;
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
+            break;
+        case 'H':
+            g.helper_path = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -313,8 +579,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    /* A helper that dies must not kill the CLI through a write to its pipe. */
+    signal(SIGPIPE, SIG_IGN);
     const char *cmd = argv[optind];
-    if (strcmp(cmd, "validate") == 0)
-        return cmd_validate(&g, argc - optind, argv + optind);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(&g, argc - optind, argv + optind);
     return complain(EXIT_USAGE, "unknown command '%s' (see poolgate --help)", cmd);
 }

@@ -45,21 +45,14 @@ int pg_file_read(int dirfd, const char *name, size_t max, uid_t owner, const cha
                  size_t *len, struct pg_error *err)
 {
     int fd = -1;
-    size_t size = 0, got = 0;
+    size_t size = 0;
     int r = open_private(dirfd, name, what, max, owner, &fd, &size, err);
     if (r < 0)
         return r;
     char *buf = malloc(size + 1);
     r = buf ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
-    while (r == 0 && got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            r = pg_fail(err, PG_ERR_IO, "%s: short read", what);
-        else
-            got += (size_t)n;
-    }
+    if (r == 0 && pg_read_all(fd, buf, size) < 0)
+        r = pg_fail(err, PG_ERR_IO, "%s: short read", what);
     close(fd);
     if (r < 0) {
         if (buf)
@@ -70,20 +63,6 @@ int pg_file_read(int dirfd, const char *name, size_t max, uid_t owner, const cha
     buf[size] = '\0';
     *out = buf;
     *len = size;
-    return 0;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
     return 0;
 }
 
@@ -99,8 +78,8 @@ int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, c
     int r = 0, fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         r = pg_fail(err, PG_ERR_IO, "cannot create a new %s: %s", what, strerror(errno));
-    if (r == 0 && (r = write_all(fd, data, len)) < 0)
-        r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(-r));
+    if (r == 0 && (r = pg_write_all(fd, data, len)) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(errno));
     if (r == 0 && fsync(fd) < 0)
         r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(errno));
     if (fd >= 0 && close(fd) < 0 && r == 0)

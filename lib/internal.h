@@ -45,6 +45,11 @@ char *pg_strndup_checked(const char *s, size_t len);
 /* An https:// URL with a host and no whitespace or control characters. */
 bool pg_https_url(const char *s);
 
+/* Write or read exactly len bytes, retrying on EINTR; PG_ERR_IO otherwise
+ * (errno tells why; end of file while reading leaves errno unchanged). */
+int pg_write_all(int fd, const void *data, size_t len);
+int pg_read_all(int fd, void *data, size_t len);
+
 /* Free a string after clearing it (secrets). */
 void pg_free_secret(char *s);
 

@@ -1,5 +1,7 @@
 /* Small shared helpers: error text, string lists, clearing memory. */
+#include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -117,4 +119,34 @@ bool pg_https_url(const char *s)
         if (*c <= 0x20 || *c == 0x7f)
             return false;
     return true;
+}
+
+int pg_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return PG_ERR_IO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int pg_read_all(int fd, void *data, size_t len)
+{
+    char *p = data;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return PG_ERR_IO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

@@ -26,16 +26,16 @@ extern "C" {
 /* Error codes.  All negative; 0 is success. */
 enum {
     PG_OK = 0,
-    PG_ERR_NOMEM = -1,   /* allocation failed */
-    PG_ERR_ARG = -2,     /* invalid argument from the caller */
-    PG_ERR_CONFIG = -3,  /* configuration file invalid (syntax or value) */
-    PG_ERR_IO = -4,      /* a file could not be opened or read */
-    PG_ERR_PERM = -5,    /* a file's owner, mode or type is unsafe */
-    PG_ERR_TOKEN = -6,   /* a token failed verification or the policy */
-    PG_ERR_KEYSET = -7,  /* a key set document is not a valid JWKS */
-    PG_ERR_CRYPTO = -8,  /* an OpenSSL call failed for a reason other than a bad signature */
-    PG_ERR_INTERNAL = -9, /* a broken invariant; a bug */
-    PG_ERR_NETWORK = -10, /* a server could not be reached, or TLS or a time limit failed */
+    PG_ERR_NOMEM = -1,     /* allocation failed */
+    PG_ERR_ARG = -2,       /* invalid argument from the caller */
+    PG_ERR_CONFIG = -3,    /* configuration file invalid (syntax or value) */
+    PG_ERR_IO = -4,        /* a file could not be opened or read */
+    PG_ERR_PERM = -5,      /* a file's owner, mode or type is unsafe */
+    PG_ERR_TOKEN = -6,     /* a token failed verification or the policy */
+    PG_ERR_KEYSET = -7,    /* a key set document is not a valid JWKS */
+    PG_ERR_CRYPTO = -8,    /* an OpenSSL call failed for a reason other than a bad signature */
+    PG_ERR_INTERNAL = -9,  /* a broken invariant; a bug */
+    PG_ERR_NETWORK = -10,  /* a server could not be reached, or TLS or a time limit failed */
     PG_ERR_PROTOCOL = -11, /* a server answered, but not as the protocol says */
     PG_ERR_DENIED = -12    /* a sign-in was declined, expired, timed out or aborted */
 };

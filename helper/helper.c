@@ -1,0 +1,311 @@
+/*
+ * poolgate-helper — poolgate's only door to the network.
+ *
+ * Started by the poolgate CLI (and later the PAM module) with a pipe on
+ * stdin and stdout, as the helper account when its caller is root.  It reads
+ * one request, answers with zero or more events and exactly one DONE, and
+ * exits.  docs/helper-protocol.md describes the exchange.
+ *
+ * MUST:
+ *   - Trust nothing from the caller but the request: the config file is
+ *     loaded and checked here; the environment is not used.
+ *   - Write tokens only to the store, never to stdout, stderr or a log;
+ *     the PROMPT event carries the user code and URL, never the device code.
+ *   - Store a rotated refresh token before anything else uses the answer.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "http.h"
+#include "internal.h"
+#include "oidc.h"
+#include "proto.h"
+#include "store.h"
+
+#define LOCK_TIMEOUT_MS 10000
+
+struct request {
+    struct pg_config *cfg;
+    uid_t uid;
+    bool unknown_kid;
+    struct pg_http_opts http;
+    struct pg_error err;
+};
+
+/* The one place results become the status codes of DONE (the CLI's exit codes). */
+static int status_of(int r)
+{
+    switch (r) {
+    case 0:
+        return 0;
+    case PG_ERR_DENIED:
+    case PG_ERR_TOKEN:
+        return 1;
+    case PG_ERR_NETWORK:
+    case PG_ERR_PROTOCOL:
+        return 3;
+    default:
+        return 2;
+    }
+}
+
+static int fetch_json(struct request *q, const char *url, size_t max, const char *what,
+                      struct pg_http_response *res)
+{
+    struct pg_http_opts o = q->http;
+    o.max_bytes = max;
+    int r = pg_http_get(&o, url, NULL, res, &q->err);
+    if (r == 0 && (r = pg_http_expect_json(res, 200, what, &q->err)) < 0)
+        pg_http_response_clear(res);
+    return r;
+}
+
+/* Endpoints: all three from the config, or discovery with the config's overrides. */
+static int endpoints(struct request *q, struct pg_discovery *d)
+{
+    const struct pg_config *c = q->cfg;
+    int r = 0;
+    if (!(c->device_authorization_endpoint && c->token_endpoint && c->jwks_uri)) {
+        char url[2048];
+        struct pg_http_response res = {0};
+        snprintf(url, sizeof(url), "%s/.well-known/openid-configuration", c->issuer);
+        r = fetch_json(q, url, PG_DISCOVERY_MAX_BYTES, "the discovery endpoint", &res);
+        if (r == 0)
+            r = pg_discovery_parse(res.body, res.len, c->issuer, d, &q->err);
+        pg_http_response_clear(&res);
+    }
+    static const size_t fields[] = {offsetof(struct pg_discovery, device_authorization_endpoint),
+                                    offsetof(struct pg_discovery, token_endpoint),
+                                    offsetof(struct pg_discovery, jwks_uri)};
+    const char *given[] = {c->device_authorization_endpoint, c->token_endpoint, c->jwks_uri};
+    for (size_t i = 0; r == 0 && i < PG_ARRAY_SIZE(fields); i++) {
+        char **slot = (char **)((char *)d + fields[i]);
+        if (!given[i])
+            continue;
+        free(*slot);
+        if (!(*slot = strdup(given[i])))
+            r = pg_fail(&q->err, PG_ERR_NOMEM, "out of memory");
+    }
+    return r;
+}
+
+static int open_cache_dir(struct request *q, int *fd)
+{
+    *fd = open(q->cfg->cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0)
+        return pg_fail(&q->err, PG_ERR_IO, "%s: %s", q->cfg->cache_dir, strerror(errno));
+    struct stat st;
+    if (fstat(*fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022)) {
+        close(*fd);
+        return pg_fail(&q->err, PG_ERR_PERM,
+                       "%s: not owned by the helper account, or writable "
+                       "by others",
+                       q->cfg->cache_dir);
+    }
+    return 0;
+}
+
+/* Fetch the key set when the cache rules say so; keep the last good set on failure. */
+static int update_keys(struct request *q, const struct pg_discovery *d)
+{
+    int dir = -1;
+    int r = open_cache_dir(q, &dir);
+    if (r < 0)
+        return r;
+    struct pg_keycache_entry e = {0};
+    bool cached = pg_keycache_load(dir, q->cfg->issuer, geteuid(), &e, NULL) == 0;
+    int64_t now = pg_system_clock.wall(NULL);
+    enum pg_keycache_action act = pg_keycache_decide(cached ? &e : NULL, now, q->unknown_kid);
+    if (act != PG_KEYCACHE_USE) {
+        struct pg_http_response res = {0};
+        struct pg_keyset *ks = NULL;
+        r = fetch_json(q, d->jwks_uri, PG_HTTP_MAX_KEYSET, "the key set endpoint", &res);
+        if (r == 0 && (r = pg_keyset_parse(res.body, res.len, &ks, &q->err)) < 0)
+            r = PG_ERR_PROTOCOL;
+        if (r == 0) {
+            free(e.jwks);
+            e.jwks = TAKE_PTR(res.body);
+            e.fetched_at = now;
+        }
+        e.last_attempt = now;
+        if (e.jwks && !e.issuer)
+            e.issuer = strdup(q->cfg->issuer);
+        if (e.jwks && e.issuer) {
+            int s = pg_keycache_save(dir, &e, r == 0 ? &q->err : NULL);
+            r = r == 0 ? s : r;
+        }
+        /* A failed refresh may go on with the cached set, inside its day. */
+        if (r < 0 && act == PG_KEYCACHE_REFRESH)
+            r = 0;
+        pg_keyset_free(ks);
+        pg_http_response_clear(&res);
+    }
+    pg_keycache_entry_clear(&e);
+    close(dir);
+    return r;
+}
+
+static int prompt_event(void *ctx, const struct pg_device_auth *a)
+{
+    (void)ctx;
+    json_t *o = json_pack("{s:s, s:s, s:I}", "verification_uri", a->verification_uri, "user_code",
+                          a->user_code, "expires_in", (json_int_t)a->expires_in);
+    if (o && a->message)
+        json_object_set_new(o, "message", json_string(a->message));
+    int r = o ? pg_msg_write(STDOUT_FILENO, PG_MSG_PROMPT, o) : PG_ERR_NOMEM;
+    json_decref(o);
+    return r;
+}
+
+static int open_store_locked(struct request *q, bool create, int *dir, int *lock)
+{
+    int r = pg_store_open(q->cfg->state_dir, q->uid, create, geteuid(), dir, &q->err);
+    if (r == 0 && (r = pg_store_lock(*dir, LOCK_TIMEOUT_MS, lock, &q->err)) < 0)
+        close(*dir);
+    return r;
+}
+
+static int do_login(struct request *q)
+{
+    struct pg_discovery d = {0};
+    struct pg_tokenset ts = {0};
+    int dir = -1, lock = -1;
+    int r = endpoints(q, &d);
+    if (r == 0)
+        r = open_store_locked(q, true, &dir, &lock);
+    if (r == 0) {
+        struct pg_device_request req = {d.device_authorization_endpoint, d.token_endpoint,
+                                        q->cfg->client_id, q->cfg->scope, q->cfg->login_timeout};
+        r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, NULL, &ts, &q->err);
+        if (r == 0)
+            r = pg_store_write(dir, &ts, &q->err);
+        pg_store_unlock(lock);
+        close(dir);
+    }
+    if (r == 0)
+        r = update_keys(q, &d);
+    pg_tokenset_clear(&ts);
+    pg_discovery_clear(&d);
+    return r;
+}
+
+static int do_refresh(struct request *q)
+{
+    struct pg_discovery d = {0};
+    struct pg_tokenset old = {0}, fresh = {0};
+    int dir = -1, lock = -1;
+    int r = endpoints(q, &d);
+    if (r == 0)
+        r = open_store_locked(q, false, &dir, &lock);
+    if (r < 0)
+        goto out;
+    if ((r = pg_store_read(dir, geteuid(), &old, &q->err)) == 0 && !old.refresh_token)
+        r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
+    if (r == 0)
+        r = pg_refresh(&q->http, d.token_endpoint, q->cfg->client_id, old.refresh_token,
+                       q->cfg->scope, &pg_system_clock, &fresh, &q->err);
+    /* Keep the old refresh token only when the provider did not rotate it. */
+    if (r == 0 && !fresh.refresh_token)
+        fresh.refresh_token = TAKE_PTR(old.refresh_token);
+    if (r == 0)
+        r = pg_store_write(dir, &fresh, &q->err);
+    pg_store_unlock(lock);
+    close(dir);
+    if (r == 0)
+        r = update_keys(q, &d);
+out:
+    pg_tokenset_clear(&old);
+    pg_tokenset_clear(&fresh);
+    pg_discovery_clear(&d);
+    return r;
+}
+
+static int do_keys(struct request *q)
+{
+    struct pg_discovery d = {0};
+    int r = endpoints(q, &d);
+    if (r == 0)
+        r = update_keys(q, &d);
+    pg_discovery_clear(&d);
+    return r;
+}
+
+static int do_logout(struct request *q)
+{
+    int dir = -1, lock = -1;
+    int r = open_store_locked(q, false, &dir, &lock);
+    if (r == PG_ERR_IO)
+        return 0; /* nothing stored for this user */
+    if (r == 0) {
+        r = pg_store_delete(dir, &q->err);
+        pg_store_unlock(lock);
+        close(dir);
+    }
+    return r;
+}
+
+static const struct {
+    enum pg_msg_type type;
+    int (*handler)(struct request *q);
+} handlers[] = {
+    {PG_MSG_LOGIN, do_login},
+    {PG_MSG_REFRESH, do_refresh},
+    {PG_MSG_KEYS, do_keys},
+    {PG_MSG_LOGOUT, do_logout},
+};
+
+static int parse_request(json_t *p, struct request *q)
+{
+    const char *config = json_string_value(json_object_get(p, "config"));
+    json_t *uid = json_object_get(p, "uid");
+    if (!config || (uid && (!json_is_integer(uid) || json_integer_value(uid) < 0 ||
+                            json_integer_value(uid) > 0x7fffffff)))
+        return pg_fail(&q->err, PG_ERR_ARG, "malformed request");
+    q->uid = (uid_t)json_integer_value(uid);
+    q->unknown_kid = json_is_true(json_object_get(p, "unknown_kid"));
+    int r = pg_config_load(config, &q->cfg, &q->err);
+    if (r == 0)
+        q->http = (struct pg_http_opts){.ca_file = q->cfg->ca_file,
+                                        .proxy = q->cfg->proxy,
+                                        .timeout = q->cfg->http_timeout,
+                                        .max_bytes = PG_HTTP_MAX_TOKEN_RESPONSE};
+    return r;
+}
+
+int main(void)
+{
+    struct request q = {0};
+    enum pg_msg_type type = PG_MSG_DONE;
+    json_t *payload = NULL;
+    int r;
+
+    umask(077);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 2;
+    r = pg_msg_read(STDIN_FILENO, &type, &payload, &q.err);
+    if (r == 0)
+        r = parse_request(payload, &q);
+    if (r == 0) {
+        r = pg_fail(&q.err, PG_ERR_ARG, "not a request");
+        for (size_t i = 0; i < PG_ARRAY_SIZE(handlers); i++)
+            if (handlers[i].type == type) {
+                memset(&q.err, 0, sizeof(q.err));
+                r = handlers[i].handler(&q);
+            }
+    }
+    json_t *done = json_pack("{s:i, s:s}", "status", status_of(r), "message",
+                             r == 0         ? "ok"
+                             : q.err.msg[0] ? q.err.msg
+                                            : pg_strerror(r));
+    int w = done ? pg_msg_write(STDOUT_FILENO, PG_MSG_DONE, done) : PG_ERR_NOMEM;
+    json_decref(done);
+    json_decref(payload);
+    pg_config_free(q.cfg);
+    curl_global_cleanup();
+    return w == 0 ? status_of(r) : 2;
+}

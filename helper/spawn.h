@@ -1,0 +1,26 @@
+/* The CLI's side of the helper protocol (spawn.c). */
+#ifndef PG_SPAWN_H
+#define PG_SPAWN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct helper {
+    const char *path; /* absolute path of poolgate-helper */
+    uid_t uid;        /* the account it runs as (and that owns the store) */
+    gid_t gid;
+};
+
+/* The helper account's ids; the caller's own when not root.  -1 if unknown. */
+int helper_account(const char *name, uid_t *uid, gid_t *gid);
+
+/*
+ * Send one request of `type` to a fresh helper, show PROMPT events on
+ * stderr, and return the status of its DONE message (the CLI's exit codes
+ * 0-3) with its message in msg; -1 when the helper could not be run or
+ * broke the protocol.
+ */
+int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz);
+
+#endif
