@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +171,34 @@ static int open_store_locked(struct request *q, bool create, int *dir, int *lock
     return r;
 }
 
+/* Check the new gate token under the whole policy before it may be stored. */
+static int verify_gate(struct request *q, const struct pg_tokenset *ts)
+{
+    const char *gate =
+        q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
+    if (!gate)
+        return pg_fail(&q->err, PG_ERR_PROTOCOL, "the provider sent no %s",
+                       q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
+    int dir = -1;
+    int r = open_cache_dir(q, &dir);
+    struct pg_keycache_entry e = {0};
+    struct pg_keyset *ks = NULL;
+    struct pg_verify_result res = {0};
+    if (r == 0) {
+        r = pg_keycache_load(dir, q->cfg->issuer, geteuid(), &e, &q->err);
+        close(dir);
+    }
+    if (r == 0)
+        r = pg_keyset_parse(e.jwks, strlen(e.jwks), &ks, &q->err);
+    if (r == 0 && (r = pg_verify_token(q->cfg, ks, gate, strlen(gate), NULL, &res)) == PG_ERR_TOKEN)
+        pg_fail(&q->err, PG_ERR_TOKEN, "invalid token: %s: %s", pg_reason_name(res.reason),
+                res.detail);
+    pg_verify_result_clear(&res);
+    pg_keyset_free(ks);
+    pg_keycache_entry_clear(&e);
+    return r;
+}
+
 static int do_login(struct request *q)
 {
     struct pg_discovery d = {0};
@@ -182,13 +211,16 @@ static int do_login(struct request *q)
         struct pg_device_request req = {d.device_authorization_endpoint, d.token_endpoint,
                                         q->cfg->client_id, q->cfg->scope, q->cfg->login_timeout};
         r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, NULL, &ts, &q->err);
+        /* Only a set whose gate token meets the policy replaces the stored one. */
+        if (r == 0)
+            r = update_keys(q, &d);
+        if (r == 0)
+            r = verify_gate(q, &ts);
         if (r == 0)
             r = pg_store_write(dir, &ts, &q->err);
         pg_store_unlock(lock);
         close(dir);
     }
-    if (r == 0)
-        r = update_keys(q, &d);
     pg_tokenset_clear(&ts);
     pg_discovery_clear(&d);
     return r;
@@ -277,6 +309,19 @@ static int parse_request(json_t *p, struct request *q)
     return r;
 }
 
+/*
+ * The helper is never set-uid or set-gid: it refuses to run if it finds
+ * itself so.  Whatever started it, it keeps no descriptor beyond the pipes
+ * and stderr, and nothing it might exec can gain privileges.
+ */
+static bool harden(void)
+{
+    if (getuid() != geteuid() || getgid() != getegid())
+        return false;
+    closefrom(STDERR_FILENO + 1);
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
+}
+
 int main(void)
 {
     struct request q = {0};
@@ -284,6 +329,10 @@ int main(void)
     json_t *payload = NULL;
     int r;
 
+    if (!harden()) {
+        fputs("poolgate-helper: refusing to run set-uid or set-gid\n", stderr);
+        return 2;
+    }
     umask(077);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 2;
