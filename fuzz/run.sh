@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
-for target in b64url json config jwks token; do
+for target in b64url json config jwks token responses proto; do
     exe=$build/fuzz/fuzz_$target
     mkdir -p "$work/$target"
     cp -r "$here/corpus/$target/." "$work/$target/"
