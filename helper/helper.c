@@ -66,20 +66,40 @@ static int fetch_json(struct request *q, const char *url, size_t max, const char
     return r;
 }
 
+static int open_cache_dir(struct request *q, int *fd);
+
+/* The discovery document: from the cache while under a day old, else fetched and kept. */
+static int discover(struct request *q, struct pg_discovery *d)
+{
+    int dir = -1;
+    int64_t now = pg_system_clock.wall(NULL);
+    int r = open_cache_dir(q, &dir);
+    if (r < 0)
+        return r;
+    if (pg_discovery_cache_load(dir, q->cfg->issuer, geteuid(), now, d, NULL) == 0) {
+        close(dir);
+        return 0;
+    }
+    char url[2048];
+    struct pg_http_response res = {0};
+    snprintf(url, sizeof(url), "%s/.well-known/openid-configuration", q->cfg->issuer);
+    r = fetch_json(q, url, PG_DISCOVERY_MAX_BYTES, "the discovery endpoint", &res);
+    if (r == 0)
+        r = pg_discovery_parse(res.body, res.len, q->cfg->issuer, d, &q->err);
+    if (r == 0)
+        r = pg_discovery_cache_save(dir, q->cfg->issuer, res.body, res.len, now, &q->err);
+    pg_http_response_clear(&res);
+    close(dir);
+    return r;
+}
+
 /* Endpoints: all three from the config, or discovery with the config's overrides. */
 static int endpoints(struct request *q, struct pg_discovery *d)
 {
     const struct pg_config *c = q->cfg;
     int r = 0;
-    if (!(c->device_authorization_endpoint && c->token_endpoint && c->jwks_uri)) {
-        char url[2048];
-        struct pg_http_response res = {0};
-        snprintf(url, sizeof(url), "%s/.well-known/openid-configuration", c->issuer);
-        r = fetch_json(q, url, PG_DISCOVERY_MAX_BYTES, "the discovery endpoint", &res);
-        if (r == 0)
-            r = pg_discovery_parse(res.body, res.len, c->issuer, d, &q->err);
-        pg_http_response_clear(&res);
-    }
+    if (!(c->device_authorization_endpoint && c->token_endpoint && c->jwks_uri))
+        r = discover(q, d);
     static const size_t fields[] = {offsetof(struct pg_discovery, device_authorization_endpoint),
                                     offsetof(struct pg_discovery, token_endpoint),
                                     offsetof(struct pg_discovery, jwks_uri)};

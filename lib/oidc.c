@@ -87,23 +87,73 @@ enum pg_keycache_action pg_keycache_decide(const struct pg_keycache_entry *e, in
     return PG_KEYCACHE_USE;
 }
 
-int pg_keycache_name(const char *issuer, char name[48])
+/* "<prefix>-<32 hex digits of SHA-256(issuer)>.json" */
+static int cache_name(const char *prefix, const char *issuer, char name[64])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     if (EVP_Digest(issuer, strlen(issuer), md, &mdlen, EVP_sha256(), NULL) != 1)
         return PG_ERR_CRYPTO;
-    char *p = name + sprintf(name, "keys-");
+    char *p = name + sprintf(name, "%s-", prefix);
     for (int i = 0; i < 16; i++)
         p += sprintf(p, "%02x", md[i]);
     strcpy(p, ".json");
     return 0;
 }
 
+int pg_keycache_name(const char *issuer, char name[64])
+{
+    return cache_name("keys", issuer, name);
+}
+
+int pg_discovery_cache_load(int dirfd, const char *issuer, uid_t owner, int64_t now,
+                            struct pg_discovery *out, struct pg_error *err)
+{
+    char name[64], *text = NULL;
+    size_t len = 0;
+    int r = cache_name("discovery", issuer, name);
+    if (r == 0)
+        r = pg_file_read(dirfd, name, KEYCACHE_MAX_BYTES, owner, "cached discovery document", &text,
+                         &len, err);
+    if (r < 0)
+        return r;
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *iss = json_object_get(doc, "issuer"), *body = json_object_get(doc, "document");
+    int64_t at = json_integer_value(json_object_get(doc, "fetched_at"));
+    if (!json_is_string(iss) || strcmp(json_string_value(iss), issuer) != 0 ||
+        !json_is_string(body))
+        r = pg_fail(err, PG_ERR_IO, "cached discovery document is corrupt or for another issuer");
+    else if (at <= 0 || now < at || now - at > PG_DISCOVERY_MAX_AGE)
+        r = pg_fail(err, PG_ERR_IO, "cached discovery document is stale");
+    else /* parsed and checked again, exactly as when it was fetched */
+        r = pg_discovery_parse(json_string_value(body), json_string_length(body), issuer, out, err);
+    json_decref(doc);
+    free(text);
+    return r;
+}
+
+int pg_discovery_cache_save(int dirfd, const char *issuer, const char *document, size_t len,
+                            int64_t now, struct pg_error *err)
+{
+    char name[64];
+    if (cache_name("discovery", issuer, name) < 0)
+        return pg_fail(err, PG_ERR_CRYPTO, "cannot name the discovery cache file");
+    json_t *o = json_pack("{s:s, s:s%, s:I}", "issuer", issuer, "document", document, len,
+                          "fetched_at", (json_int_t)now);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    int r = text
+                ? pg_file_replace(dirfd, name, text, strlen(text), "cached discovery document", err)
+                : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    free(text);
+    return r;
+}
+
 int pg_keycache_load(int dirfd, const char *issuer, uid_t owner, struct pg_keycache_entry *out,
                      struct pg_error *err)
 {
-    char name[48], *text = NULL;
+    char name[64], *text = NULL;
     size_t len = 0;
     int r = pg_keycache_name(issuer, name);
     if (r == 0)
@@ -133,7 +183,7 @@ int pg_keycache_load(int dirfd, const char *issuer, uid_t owner, struct pg_keyca
 
 int pg_keycache_save(int dirfd, const struct pg_keycache_entry *e, struct pg_error *err)
 {
-    char name[48];
+    char name[64];
     if (!e->issuer || !e->jwks || pg_keycache_name(e->issuer, name) < 0)
         return pg_fail(err, PG_ERR_ARG, "incomplete key cache entry");
     json_t *o =

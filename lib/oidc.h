@@ -57,7 +57,18 @@ enum pg_keycache_action pg_keycache_decide(const struct pg_keycache_entry *e, in
                                            bool unknown_kid);
 
 /* The cache file name for an issuer: "keys-<32 hex digits>.json". */
-int pg_keycache_name(const char *issuer, char name[48]);
+int pg_keycache_name(const char *issuer, char name[64]);
+
+#define PG_DISCOVERY_MAX_AGE 86400
+
+/* The issuer's discovery document from the cache directory, parsed and
+ * checked as when fetched; PG_ERR_IO when absent, stale (over a day, or
+ * from the future) or for another issuer. */
+int pg_discovery_cache_load(int dirfd, const char *issuer, uid_t owner, int64_t now,
+                            struct pg_discovery *out, struct pg_error *err);
+/* Keep a fetched discovery document (after pg_discovery_parse accepted it). */
+int pg_discovery_cache_save(int dirfd, const char *issuer, const char *document, size_t len,
+                            int64_t now, struct pg_error *err);
 
 /* Load the entry for `issuer` from the cache directory; PG_ERR_IO when absent. */
 int pg_keycache_load(int dirfd, const char *issuer, uid_t owner, struct pg_keycache_entry *out,

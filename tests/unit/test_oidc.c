@@ -107,7 +107,7 @@ static void test_cache_files(void **state)
     assert_int_equal(out.last_attempt, T0 + 5);
     pg_keycache_entry_clear(&out);
 
-    char name[48], other[48];
+    char name[64], other[64];
     assert_int_equal(pg_keycache_name(ISS, name), 0);
     assert_int_equal(strlen(name), 42);
     assert_int_equal(pg_keycache_name(ISS "/", other), 0);
@@ -120,6 +120,24 @@ static void test_cache_files(void **state)
     assert_int_equal(pg_keycache_save(dfd, &in, &err), 0);
     assert_int_equal(fchmodat(dfd, name, 0644, 0), 0);
     assert_int_equal(pg_keycache_load(dfd, ISS, geteuid(), &out, &err), PG_ERR_PERM);
+    /* The discovery document: kept, re-checked on load, stale after a day. */
+    const char *doc = "{\"issuer\":\"" ISS "\",\"token_endpoint\":\"https://l.example/t\","
+                      "\"jwks_uri\":\"https://l.example/k\"}";
+    struct pg_discovery d = {0};
+    assert_int_equal(pg_discovery_cache_load(dfd, ISS, geteuid(), T0, &d, &err), PG_ERR_IO);
+    assert_int_equal(pg_discovery_cache_save(dfd, ISS, doc, strlen(doc), T0, &err), 0);
+    assert_int_equal(pg_discovery_cache_load(dfd, ISS, geteuid(), T0 + 60, &d, &err), 0);
+    assert_string_equal(d.jwks_uri, "https://l.example/k");
+    pg_discovery_clear(&d);
+    assert_int_equal(pg_discovery_cache_load(dfd, ISS, geteuid(), T0 + 86401, &d, &err), PG_ERR_IO);
+    assert_non_null(strstr(err.msg, "stale"));
+    assert_int_equal(pg_discovery_cache_load(dfd, ISS, geteuid(), T0 - 1, &d, &err), PG_ERR_IO);
+    assert_int_equal(pg_discovery_cache_load(dfd, ISS "/", geteuid(), T0, &d, &err), PG_ERR_IO);
+    /* A cached document whose content names another issuer is refused on load. */
+    const char *other_doc = "{\"issuer\":\"https://evil.example\",\"token_endpoint\":"
+                            "\"https://l.example/t\",\"jwks_uri\":\"https://l.example/k\"}";
+    assert_int_equal(pg_discovery_cache_save(dfd, ISS, other_doc, strlen(other_doc), T0, &err), 0);
+    assert_int_equal(pg_discovery_cache_load(dfd, ISS, geteuid(), T0, &d, &err), PG_ERR_PROTOCOL);
     char cmd[96];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     close(dfd);
