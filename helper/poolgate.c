@@ -251,6 +251,8 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
         return complain(EXIT_USAGE, "--helper must be an absolute path");
     if (helper_account(cfg->helper_user, &h->uid, &h->gid) < 0)
         return complain(EXIT_USAGE, "helper_user '%s' does not exist", cfg->helper_user);
+    /* qr = auto: only where a person looks at a terminal. */
+    h->qr = cfg->qr == PG_QR_ON || (cfg->qr == PG_QR_AUTO && isatty(STDERR_FILENO));
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <qrencode.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,34 @@ static void printable(char *out, size_t outsz, const char *in)
     out[o] = '\0';
 }
 
-static void show_prompt(json_t *p)
+/* Light modules, or the quiet zone around the symbol. */
+static bool light(const QRcode *qr, int x, int y)
+{
+    if (x < 0 || y < 0 || x >= qr->width || y >= qr->width)
+        return true;
+    return !(qr->data[y * qr->width + x] & 1);
+}
+
+/*
+ * The QR code of `text` on stderr, two module rows per line with half
+ * blocks, light modules drawn: it reads on dark and light terminals alike.
+ * The code only carries the address; the user code is always shown as text.
+ */
+static void show_qr(const char *text)
+{
+    QRcode *qr = QRcode_encodeString(text, 0, QR_ECLEVEL_L, QR_MODE_8, 1);
+    if (!qr)
+        return;
+    static const char *const cells[4] = {" ", "\u2584", "\u2580", "\u2588"};
+    for (int y = -2; y < qr->width + 2; y += 2) {
+        for (int x = -2; x < qr->width + 2; x++)
+            fputs(cells[light(qr, x, y) << 1 | light(qr, x, y + 1)], stderr);
+        fputc('\n', stderr);
+    }
+    QRcode_free(qr);
+}
+
+static void show_prompt(json_t *p, bool qr)
 {
     char uri[512], code[96];
     printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
@@ -81,10 +109,12 @@ static void show_prompt(json_t *p)
             "To sign in, open %s in a web browser and enter the code %s\n"
             "(the code expires in %ld minute%s).\n",
             uri, code, minutes, minutes == 1 ? "" : "s");
+    if (qr)
+        show_qr(uri);
 }
 
 /* Read events until DONE; returns its status, or -1 with msg set. */
-static int read_events(int fd, char *msg, size_t msgsz)
+static int read_events(int fd, bool qr, char *msg, size_t msgsz)
 {
     for (;;) {
         enum pg_msg_type type;
@@ -95,7 +125,7 @@ static int read_events(int fd, char *msg, size_t msgsz)
             return -1;
         }
         if (type == PG_MSG_PROMPT) {
-            show_prompt(p);
+            show_prompt(p, qr);
             json_decref(p);
             continue;
         }
@@ -127,7 +157,7 @@ int helper_exchange(const struct helper *h, int type, json_t *request, char *msg
     else if (pg_msg_write(to[1], (enum pg_msg_type)type, request) < 0)
         snprintf(msg, msgsz, "cannot start the helper %s", h->path);
     else
-        status = read_events(from[0], msg, msgsz);
+        status = read_events(from[0], h->qr, msg, msgsz);
     close(to[1]);
     close(from[0]);
     int ws = 0;

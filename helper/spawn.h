@@ -3,6 +3,7 @@
 #define PG_SPAWN_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -10,6 +11,7 @@ struct helper {
     const char *path; /* absolute path of poolgate-helper */
     uid_t uid;        /* the account it runs as (and that owns the store) */
     gid_t gid;
+    bool qr; /* draw a QR code of the sign-in address with the prompt */
 };
 
 /* The helper account's ids; the caller's own when not root.  -1 if unknown. */
