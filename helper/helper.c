@@ -191,8 +191,9 @@ static int open_store_locked(struct request *q, bool create, int *dir, int *lock
     return r;
 }
 
-/* Check the new gate token under the whole policy before it may be stored. */
-static int verify_gate(struct request *q, const struct pg_tokenset *ts)
+/* Check the new gate token under the whole policy before it may be stored.
+ * *unknown_kid tells whether it failed only for want of its signing key. */
+static int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid)
 {
     const char *gate =
         q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
@@ -213,6 +214,7 @@ static int verify_gate(struct request *q, const struct pg_tokenset *ts)
     if (r == 0 && (r = pg_verify_token(q->cfg, ks, gate, strlen(gate), NULL, &res)) == PG_ERR_TOKEN)
         pg_fail(&q->err, PG_ERR_TOKEN, "invalid token: %s: %s", pg_reason_name(res.reason),
                 res.detail);
+    *unknown_kid = r == PG_ERR_TOKEN && res.reason == PG_REASON_KEY && strstr(res.detail, "no key");
     pg_verify_result_clear(&res);
     pg_keyset_free(ks);
     pg_keycache_entry_clear(&e);
@@ -232,10 +234,20 @@ static int do_login(struct request *q)
                                         q->cfg->client_id, q->cfg->scope, q->cfg->login_timeout};
         r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, NULL, &ts, &q->err);
         /* Only a set whose gate token meets the policy replaces the stored one. */
+        bool unknown_kid = false;
         if (r == 0)
             r = update_keys(q, &d);
         if (r == 0)
-            r = verify_gate(q, &ts);
+            r = verify_gate(q, &ts, &unknown_kid);
+        /* Signed by a key the cache does not hold yet: the provider rotated its
+         * keys.  Fetch again (rate-limited by the cache rules) and retry once. */
+        if (unknown_kid) {
+            q->unknown_kid = true;
+            memset(&q->err, 0, sizeof(q->err));
+            r = update_keys(q, &d);
+            if (r == 0)
+                r = verify_gate(q, &ts, &unknown_kid);
+        }
         if (r == 0)
             r = pg_store_write(dir, &ts, &q->err);
         pg_store_unlock(lock);
