@@ -111,6 +111,7 @@ static void show_prompt(json_t *p, bool qr)
             uri, code, minutes, minutes == 1 ? "" : "s");
     if (qr)
         show_qr(uri);
+    fputs("Waiting for the sign-in to complete...\n", stderr);
 }
 
 /* Read events until DONE; returns its status, or -1 with msg set. */
