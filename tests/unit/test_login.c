@@ -135,6 +135,15 @@ static void test_sign_in_and_verify(void **state)
                      PG_ERR_DENIED);
     assert_null(replay.access_token);
     assert_null(strstr(err.msg, ts.refresh_token)); /* never in a message */
+    /* A refresh for another resource's scope (Azure DevOps, for registration). */
+    struct pg_tokenset devops = {0};
+    const char *scope = "499b84ac-1321-427f-aa17-267ca6975798/.default";
+    assert_int_equal(pg_refresh(&o, disco.token_endpoint, client_id, next.refresh_token, scope,
+                                &pg_system_clock, &devops, &err),
+                     0);
+    assert_string_equal(devops.scope, scope);
+    assert_string_not_equal(devops.refresh_token, next.refresh_token);
+    pg_tokenset_clear(&devops);
     pg_tokenset_clear(&next);
     pg_tokenset_clear(&ts);
 }
