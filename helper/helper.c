@@ -16,12 +16,14 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <qrencode.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "device.h"
+#include "gate.h"
 #include "http.h"
 #include "internal.h"
 #include "oidc.h"
@@ -34,6 +36,8 @@ struct request {
     struct pg_config *cfg;
     uid_t uid;
     bool unknown_kid;
+    bool qr;     /* draw a QR code of the sign-in address into the PROMPT */
+    char *token; /* the gate token of a stored set, for DONE */
     struct pg_http_opts http;
     struct pg_error err;
 };
@@ -171,13 +175,52 @@ static int update_keys(struct request *q, const struct pg_discovery *d)
     return r;
 }
 
+/* Light modules, or the quiet zone around the symbol. */
+static bool light(const QRcode *qr, int x, int y)
+{
+    if (x < 0 || y < 0 || x >= qr->width || y >= qr->width)
+        return true;
+    return !(qr->data[y * qr->width + x] & 1);
+}
+
+/*
+ * The QR code of `text` as lines of half blocks, two module rows per line,
+ * light modules drawn: it reads on dark and light terminals alike.  Only
+ * the address is encoded; the user code is always shown as text.
+ */
+static char *render_qr(const char *text)
+{
+    static const char *const cells[4] = {" ", "\u2584", "\u2580", "\u2588"};
+    QRcode *qr = QRcode_encodeString(text, 0, QR_ECLEVEL_L, QR_MODE_8, 1);
+    if (!qr)
+        return NULL;
+    size_t w = (size_t)qr->width + 4, size = (w * 3 + 1) * (w / 2 + 1) + 1, used = 0;
+    char *out = malloc(size);
+    for (int y = -2; out && y < qr->width + 2; y += 2) {
+        for (int x = -2; x < qr->width + 2; x++) {
+            const char *c = cells[light(qr, x, y) << 1 | light(qr, x, y + 1)];
+            memcpy(out + used, c, strlen(c));
+            used += strlen(c);
+        }
+        out[used++] = '\n';
+    }
+    if (out)
+        out[used] = '\0';
+    QRcode_free(qr);
+    return out;
+}
+
 static int prompt_event(void *ctx, const struct pg_device_auth *a)
 {
-    (void)ctx;
+    const struct request *q = ctx;
     json_t *o = json_pack("{s:s, s:s, s:I}", "verification_uri", a->verification_uri, "user_code",
                           a->user_code, "expires_in", (json_int_t)a->expires_in);
     if (o && a->message)
         json_object_set_new(o, "message", json_string(a->message));
+    char *qr = o && q->qr ? render_qr(a->verification_uri) : NULL;
+    if (qr)
+        json_object_set_new(o, "qr", json_string(qr));
+    free(qr);
     int r = o ? pg_msg_write(STDOUT_FILENO, PG_MSG_PROMPT, o) : PG_ERR_NOMEM;
     json_decref(o);
     return r;
@@ -200,25 +243,26 @@ static int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *un
     if (!gate)
         return pg_fail(&q->err, PG_ERR_PROTOCOL, "the provider sent no %s",
                        q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
-    int dir = -1;
-    int r = open_cache_dir(q, &dir);
-    struct pg_keycache_entry e = {0};
-    struct pg_keyset *ks = NULL;
+    enum pg_gate_keys keys = PG_GATE_KEYS_OK;
     struct pg_verify_result res = {0};
-    if (r == 0) {
-        r = pg_keycache_load(dir, q->cfg->issuer, geteuid(), &e, &q->err);
-        close(dir);
-    }
-    if (r == 0)
-        r = pg_keyset_parse(e.jwks, strlen(e.jwks), &ks, &q->err);
-    if (r == 0 && (r = pg_verify_token(q->cfg, ks, gate, strlen(gate), NULL, &res)) == PG_ERR_TOKEN)
+    int r = pg_gate_verify(q->cfg, geteuid(), gate, 0, &keys, &res, &q->err);
+    if (r == PG_ERR_TOKEN)
         pg_fail(&q->err, PG_ERR_TOKEN, "invalid token: %s: %s", pg_reason_name(res.reason),
                 res.detail);
-    *unknown_kid = r == PG_ERR_TOKEN && res.reason == PG_REASON_KEY && strstr(res.detail, "no key");
+    *unknown_kid = keys == PG_GATE_KEYS_UNKNOWN_KID;
     pg_verify_result_clear(&res);
-    pg_keyset_free(ks);
-    pg_keycache_entry_clear(&e);
     return r;
+}
+
+/* Keep the stored set's gate token for DONE: the caller verifies it itself. */
+static int take_gate(struct request *q, struct pg_tokenset *ts)
+{
+    char **gate = q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? &ts->access_token : &ts->id_token;
+    if (!*gate)
+        return pg_fail(&q->err, PG_ERR_PROTOCOL, "the provider sent no %s",
+                       q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
+    q->token = TAKE_PTR(*gate);
+    return 0;
 }
 
 static int do_login(struct request *q)
@@ -232,7 +276,7 @@ static int do_login(struct request *q)
     if (r == 0) {
         struct pg_device_request req = {d.device_authorization_endpoint, d.token_endpoint,
                                         q->cfg->client_id, q->cfg->scope, q->cfg->login_timeout};
-        r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, NULL, &ts, &q->err);
+        r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, q, &ts, &q->err);
         /* Only a set whose gate token meets the policy replaces the stored one. */
         bool unknown_kid = false;
         if (r == 0)
@@ -250,6 +294,8 @@ static int do_login(struct request *q)
         }
         if (r == 0)
             r = pg_store_write(dir, &ts, &q->err);
+        if (r == 0)
+            r = take_gate(q, &ts);
         pg_store_unlock(lock);
         close(dir);
     }
@@ -282,6 +328,8 @@ static int do_refresh(struct request *q)
     close(dir);
     if (r == 0)
         r = update_keys(q, &d);
+    if (r == 0)
+        r = take_gate(q, &fresh);
 out:
     pg_tokenset_clear(&old);
     pg_tokenset_clear(&fresh);
@@ -332,6 +380,7 @@ static int parse_request(json_t *p, struct request *q)
         return pg_fail(&q->err, PG_ERR_ARG, "malformed request");
     q->uid = (uid_t)json_integer_value(uid);
     q->unknown_kid = json_is_true(json_object_get(p, "unknown_kid"));
+    q->qr = json_is_true(json_object_get(p, "qr"));
     int r = pg_config_load(config, &q->cfg, &q->err);
     if (r == 0)
         q->http = (struct pg_http_opts){.ca_file = q->cfg->ca_file,
@@ -383,8 +432,12 @@ int main(void)
                              r == 0         ? "ok"
                              : q.err.msg[0] ? q.err.msg
                                             : pg_strerror(r));
+    if (done && r == 0 && q.token)
+        json_object_set_new(done, "token", json_string(q.token));
     int w = done ? pg_msg_write(STDOUT_FILENO, PG_MSG_DONE, done) : PG_ERR_NOMEM;
+    pg_json_clear_string(json_object_get(done, "token"));
     json_decref(done);
+    pg_free_secret(q.token);
     json_decref(payload);
     pg_config_free(q.cfg);
     curl_global_cleanup();

@@ -21,7 +21,10 @@
 #include <pwd.h>
 #include <signal.h>
 
+#include "exchange.h"
 #include "fileio.h"
+#include "gate.h"
+#include "internal.h"
 #include "oidc.h"
 #include "pg-build-config.h"
 #include "poolgate/poolgate.h"
@@ -249,8 +252,9 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
     h->path = g->helper_path;
     if (h->path[0] != '/')
         return complain(EXIT_USAGE, "--helper must be an absolute path");
-    if (helper_account(cfg->helper_user, &h->uid, &h->gid) < 0)
-        return complain(EXIT_USAGE, "helper_user '%s' does not exist", cfg->helper_user);
+    struct pg_error err = {0};
+    if (pg_helper_account(cfg->helper_user, &h->uid, &h->gid, &err) < 0)
+        return complain(EXIT_USAGE, "%s", err.msg);
     /* qr = auto: only where a person looks at a terminal. */
     h->qr = cfg->qr == PG_QR_ON || (cfg->qr == PG_QR_AUTO && isatty(STDERR_FILENO));
     return 0;
@@ -258,12 +262,12 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
 
 /* Run one helper request; returns the exit code, complaining on failure. */
 static int ask_helper(const struct globals *g, const struct helper *h, int type, uid_t uid,
-                      bool unknown_kid)
+                      bool unknown_kid, char **token)
 {
     json_t *req = json_pack("{s:s, s:I, s:b}", "config", g->config_path, "uid", (json_int_t)uid,
                             "unknown_kid", unknown_kid);
     char msg[PG_ERROR_MAX] = "";
-    int st = req ? helper_exchange(h, type, req, msg, sizeof(msg)) : -1;
+    int st = req ? helper_exchange(h, type, req, msg, sizeof(msg), token) : -1;
     json_decref(req);
     if (st < 0)
         return complain(EXIT_USAGE, "%s", msg[0] ? msg : "cannot run the helper");
@@ -272,55 +276,25 @@ static int ask_helper(const struct globals *g, const struct helper *h, int type,
     return EXIT_OK;
 }
 
-static int open_cache(const struct pg_config *cfg, int *fd)
-{
-    *fd = open(cfg->cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    return *fd < 0 ? complain(EXIT_USAGE, "%s: %s", cfg->cache_dir, strerror(errno)) : 0;
-}
-
-/* The issuer's key set from the cache, brought up to date by the helper when due. */
-static int cached_keyset(const struct globals *g, const struct pg_config *cfg,
-                         const struct helper *h, bool unknown_kid, struct pg_keyset **ks)
-{
-    int dir = -1, r = open_cache(cfg, &dir);
-    if (r != 0)
-        return r;
-    struct pg_keycache_entry e = {0};
-    struct pg_error err = {0};
-    bool have = pg_keycache_load(dir, cfg->issuer, h->uid, &e, &err) == 0;
-    if (pg_keycache_decide(have ? &e : NULL, (int64_t)time(NULL), unknown_kid) != PG_KEYCACHE_USE) {
-        pg_keycache_entry_clear(&e);
-        r = ask_helper(g, h, PG_MSG_KEYS, getuid(), unknown_kid);
-        have = r == 0 && pg_keycache_load(dir, cfg->issuer, h->uid, &e, &err) == 0;
-    }
-    close(dir);
-    if (r == 0 && !have)
-        r = complain(EXIT_USAGE, "no usable key set for %s: %s", cfg->issuer, err.msg);
-    if (r == 0 && pg_keyset_parse(e.jwks, strlen(e.jwks), ks, &err) < 0)
-        r = complain(EXIT_UNAVAILABLE, "cached key set: %s", err.msg);
-    pg_keycache_entry_clear(&e);
-    return r;
-}
-
-/* Verify with cached keys; an unknown kid gets one rate-limited refresh. */
+/* Verify with the cached key set, asking the helper to bring it up to date
+ * when it is missing, past its day, or lacks the token's key (rate-limited). */
 static int verify_cached(const struct globals *g, const struct pg_config *cfg,
-                         const struct helper *h, const char *tok, size_t len, time_t now,
+                         const struct helper *h, const char *tok, time_t now,
                          struct pg_verify_result *res)
 {
-    struct pg_keyset *ks = NULL;
-    int r = cached_keyset(g, cfg, h, false, &ks);
-    if (r != 0)
-        return r;
-    int v = pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = now}, res);
-    if (v == PG_ERR_TOKEN && res->reason == PG_REASON_KEY && strstr(res->detail, "no key")) {
-        pg_keyset_free(ks);
-        ks = NULL;
+    enum pg_gate_keys keys = PG_GATE_KEYS_OK;
+    struct pg_error err = {0};
+    int v = pg_gate_verify(cfg, h->uid, tok, now, &keys, res, &err);
+    if (keys != PG_GATE_KEYS_OK) {
         pg_verify_result_clear(res);
-        if ((r = cached_keyset(g, cfg, h, true, &ks)) != 0)
+        int r = ask_helper(g, h, PG_MSG_KEYS, getuid(), keys == PG_GATE_KEYS_UNKNOWN_KID, NULL);
+        if (r != 0)
             return r;
-        v = pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = now}, res);
+        v = pg_gate_verify(cfg, h->uid, tok, now, &keys, res, &err);
     }
-    pg_keyset_free(ks);
+    if (v < 0 && v != PG_ERR_TOKEN)
+        return complain(v == PG_ERR_IO ? EXIT_USAGE : exit_code(v), "no usable key set for %s: %s",
+                        cfg->issuer, err.msg);
     return v;
 }
 
@@ -352,7 +326,7 @@ static int cmd_validate(const struct globals *g, int argc, char **argv)
         (r = read_token(a.token, &tok, &len)) != 0)
         goto out;
     int v = ks ? pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = a.now}, &res)
-               : verify_cached(g, cfg, &h, tok, len, a.now, &res);
+               : verify_cached(g, cfg, &h, tok, a.now, &res);
     r = v == 0 ? print_identity(&res.id) : report_verify(v, &res);
 out:
     if (tok) {
@@ -425,27 +399,17 @@ static int user_command(const struct globals *g, const char *cmd, int argc, char
     return r;
 }
 
-/* The stored gate token of uid, verified; *stored tells whether a set exists. */
+/* The stored gate token of uid, verified; *has_refresh tells whether a refresh token is stored. */
 static int stored_identity(const struct globals *g, const struct pg_config *cfg,
                            const struct helper *h, uid_t uid, struct pg_verify_result *res,
                            bool *has_refresh)
 {
-    struct pg_tokenset ts = {0};
     struct pg_error err = {0};
-    int dir = -1;
-    int r = pg_store_open(cfg->state_dir, uid, false, h->uid, &dir, &err);
-    if (r == 0) {
-        r = pg_store_read(dir, h->uid, &ts, &err);
-        close(dir);
-    }
-    if (r < 0)
+    char *gate = NULL;
+    if (pg_gate_stored(cfg, uid, h->uid, &gate, has_refresh, &err) < 0)
         return complain(EXIT_DENIED, "not signed in (%s)", err.msg);
-    *has_refresh = ts.refresh_token != NULL;
-    const char *gate = cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts.access_token : ts.id_token;
-    r = gate ? verify_cached(g, cfg, h, gate, strlen(gate), 0, res)
-             : complain(EXIT_DENIED, "the stored set has no %s",
-                        cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
-    pg_tokenset_clear(&ts);
+    int r = verify_cached(g, cfg, h, gate, 0, res);
+    pg_free_secret(gate);
     return r;
 }
 
@@ -469,13 +433,17 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     struct pg_config *cfg = NULL;
     struct helper h = {0};
     struct pg_verify_result res = {0};
-    bool refresh = false;
     uid_t uid = 0;
     int r = user_command(g, "login", argc, argv, false, &a, &cfg, &h, &uid);
+    char *gate = NULL;
     if (r == 0)
-        r = ask_helper(g, &h, PG_MSG_LOGIN, uid, false);
-    if (r == 0 && (r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res)) == 0)
+        r = ask_helper(g, &h, PG_MSG_LOGIN, uid, false, &gate);
+    /* The helper verified the set before storing it; check it here too. */
+    if (r == 0 && !gate)
+        r = complain(EXIT_UNAVAILABLE, "the helper returned no token");
+    if (r == 0 && (r = report_verify(verify_cached(g, cfg, &h, gate, 0, &res), &res)) == 0)
         describe(&res.id);
+    pg_free_secret(gate);
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
     return r;
@@ -510,7 +478,7 @@ static int cmd_logout(const struct globals *g, int argc, char **argv)
     struct helper h = {0};
     uid_t uid = 0;
     int r = user_command(g, "logout", argc, argv, false, &a, &cfg, &h, &uid);
-    if (r == 0 && (r = ask_helper(g, &h, PG_MSG_LOGOUT, uid, false)) == 0)
+    if (r == 0 && (r = ask_helper(g, &h, PG_MSG_LOGOUT, uid, false, NULL)) == 0)
         fprintf(stderr, "signed out: the stored token set is deleted\n");
     pg_config_free(cfg);
     return r;

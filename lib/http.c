@@ -71,19 +71,12 @@ static void body_clear(struct body *b)
     memset(b, 0, sizeof(*b));
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The total time allowed: the configured timeout, cut to the deadline. */
 static long timeout_ms(const struct pg_http_opts *o)
 {
     long ms = (o->timeout > 0 ? o->timeout : 10) * 1000L;
     if (o->deadline_ms > 0) {
-        int64_t left = o->deadline_ms - monotonic_ms();
+        int64_t left = o->deadline_ms - pg_monotonic_ms();
         if (left < ms)
             ms = left > 0 ? (long)left : 1;
     }

@@ -5,6 +5,7 @@
 #define PG_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,9 @@ bool pg_https_url(const char *s);
  * (errno tells why; end of file while reading leaves errno unchanged). */
 int pg_write_all(int fd, const void *data, size_t len);
 int pg_read_all(int fd, void *data, size_t len);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t pg_monotonic_ms(void);
 
 /* Free a string after clearing it (secrets). */
 void pg_free_secret(char *s);

@@ -16,9 +16,7 @@
 static int64_t sys_monotonic_ms(void *ctx)
 {
     (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return pg_monotonic_ms();
 }
 
 static int64_t sys_wall(void *ctx)

@@ -4,6 +4,7 @@
  * MUST: check the length against PG_PROTO_MAX before allocating; accept only
  * known message types and a single JSON object without NUL bytes.
  */
+#include <stdint.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -65,4 +66,10 @@ int pg_msg_read(int fd, enum pg_msg_type *type, json_t **payload, struct pg_erro
     *type = (enum pg_msg_type)hdr[0];
     *payload = doc;
     return 0;
+}
+
+void pg_json_clear_string(json_t *s)
+{
+    if (json_is_string(s))
+        pg_memzero((void *)(uintptr_t)json_string_value(s), json_string_length(s));
 }

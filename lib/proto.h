@@ -36,4 +36,7 @@ int pg_msg_write(int fd, enum pg_msg_type type, json_t *payload);
  */
 int pg_msg_read(int fd, enum pg_msg_type *type, json_t **payload, struct pg_error *err);
 
+/* Overwrite a JSON string's bytes in place (a token, before json_decref). */
+void pg_json_clear_string(json_t *s);
+
 #endif

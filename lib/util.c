@@ -1,6 +1,8 @@
 /* Small shared helpers: error text, string lists, clearing memory. */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -125,7 +127,11 @@ int pg_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        /* On a socket, send() without SIGPIPE: the PAM module must never
+         * raise a signal in its host process when the helper has gone. */
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -149,4 +155,11 @@ int pg_read_all(int fd, void *data, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+int64_t pg_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

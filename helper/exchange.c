@@ -1,0 +1,91 @@
+/*
+ * Running poolgate-helper from the CLI: one request, the events on the
+ * terminal, the result.  Starting, privilege drop and reaping are in
+ * lib/spawn.c, shared with the PAM module.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "exchange.h"
+#include "spawn.h"
+
+/* Strip control characters from server-provided text before it reaches a terminal. */
+static void printable(char *out, size_t outsz, const char *in)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz; p++)
+        out[o++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+    out[o] = '\0';
+}
+
+static void show_prompt(json_t *p)
+{
+    char uri[512], code[96];
+    printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
+    printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
+    long minutes = (long)(json_integer_value(json_object_get(p, "expires_in")) + 59) / 60;
+    fprintf(stderr,
+            "To sign in, open %s in a web browser and enter the code %s\n"
+            "(the code expires in %ld minute%s).\n",
+            uri, code, minutes, minutes == 1 ? "" : "s");
+    /* The helper drew the QR code itself from the address: blocks and newlines only. */
+    const char *qr = json_string_value(json_object_get(p, "qr"));
+    if (qr)
+        fputs(qr, stderr);
+    fputs("Waiting for the sign-in to complete...\n", stderr);
+}
+
+/* Read events until DONE; returns its status, or -1 with msg set. */
+static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **token)
+{
+    for (;;) {
+        enum pg_msg_type type;
+        json_t *p = NULL;
+        struct pg_error err = {0};
+        if (pg_helper_event(ph, 0, &type, &p, &err) < 0) {
+            snprintf(msg, msgsz, "%s", err.msg);
+            return -1;
+        }
+        if (type == PG_MSG_PROMPT) {
+            show_prompt(p);
+            json_decref(p);
+            continue;
+        }
+        json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
+        int status = type == PG_MSG_DONE && json_is_integer(st) ? (int)json_integer_value(st) : -1;
+        snprintf(msg, msgsz, "%s",
+                 status < 0 ? "helper protocol: unexpected message"
+                            : json_string_value(json_object_get(p, "message")));
+        if (token && json_is_string(tok) && status == 0 &&
+            !(*token = strdup(json_string_value(tok))))
+            status = -1;
+        pg_json_clear_string(tok);
+        json_decref(p);
+        return status >= 0 && status <= 3 ? status : -1;
+    }
+}
+
+int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
+                    char **token)
+{
+    struct pg_helper ph = {
+        .path = h->path, .uid = h->uid, .gid = h->gid, .stderr_fd = STDERR_FILENO};
+    struct pg_error err = {0};
+    int status = -1;
+    if (token)
+        *token = NULL;
+    if (h->qr && json_object_set_new(request, "qr", json_true()) < 0)
+        snprintf(msg, msgsz, "out of memory");
+    else if (pg_helper_start(&ph, (enum pg_msg_type)type, request, &err) < 0)
+        snprintf(msg, msgsz, "%s", err.msg);
+    else
+        status = read_events(&ph, msg, msgsz, token);
+    int ws = pg_helper_stop(&ph, status < 0);
+    if (status < 0 && ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) >= 126)
+        snprintf(msg, msgsz, "cannot run the helper %s as its account", h->path);
+    return status;
+}

@@ -1,0 +1,39 @@
+/*
+ * The gate check that needs no network: the stored token set of a user and
+ * the cached key set of the issuer, read as the helper account left them,
+ * and the gate token verified under the whole policy.  Used by the PAM
+ * module's fast path and by `poolgate status`; both ask the helper only
+ * when this says the key cache must be brought up to date.
+ */
+#ifndef PG_GATE_H
+#define PG_GATE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "poolgate/poolgate.h"
+
+/* What the key cache needs before a verification can be trusted. */
+enum pg_gate_keys {
+    PG_GATE_KEYS_OK = 0,      /* the cached set was used */
+    PG_GATE_KEYS_FETCH,       /* no set, or one older than a day: ask the helper */
+    PG_GATE_KEYS_UNKNOWN_KID, /* the token names a key the set lacks, and a fetch is allowed */
+};
+
+/* The gate token (id_token or access_token, per `validate`) of the set
+ * stored for uid, as a copy to release with pg_free_secret(); *has_refresh
+ * tells whether a refresh token is stored too.  PG_ERR_IO when none. */
+int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **token,
+                   bool *has_refresh, struct pg_error *err);
+
+/*
+ * Verify `token` with the cached key set (files owned by `owner`) at `now`
+ * (0: the current time).  Returns pg_verify_token's result; *keys says
+ * whether the helper should fetch keys first (then the result is
+ * PG_ERR_IO, or the PG_ERR_TOKEN of the unknown kid).
+ */
+int pg_gate_verify(const struct pg_config *cfg, uid_t owner, const char *token, time_t now,
+                   enum pg_gate_keys *keys, struct pg_verify_result *res, struct pg_error *err);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * Running poolgate-helper (see spawn.h).
+ *
+ * MUST: between fork and execve only async-signal-safe calls (the caller may
+ * be a multi-threaded host process); no secret in argv or the environment;
+ * when root, the child cannot keep or regain any privilege before exec;
+ * never leave a zombie or a running helper behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "spawn.h"
+
+/* How long a helper that has said DONE may take to exit before it is killed. */
+#define EXIT_GRACE_MS 30000
+
+int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error *err)
+{
+    if (geteuid() != 0) {
+        /* Without root there is no one to become: the helper runs as the caller. */
+        *uid = geteuid();
+        *gid = getegid();
+        return 0;
+    }
+    char buf[4096];
+    struct passwd pw, *found = NULL;
+    if (getpwnam_r(name, &pw, buf, sizeof(buf), &found) != 0 || !found)
+        return pg_fail(err, PG_ERR_CONFIG, "helper_user '%s' does not exist", name);
+    *uid = found->pw_uid;
+    *gid = found->pw_gid;
+    return 0;
+}
+
+static _Noreturn void child(const struct pg_helper *h, int sock, int errfd)
+{
+    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+    static char *const argv[] = {"poolgate-helper", NULL};
+    sigset_t none;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+
+    if (dup2(sock, STDIN_FILENO) < 0 || dup2(sock, STDOUT_FILENO) < 0 ||
+        dup2(errfd, STDERR_FILENO) < 0)
+        _exit(127);
+    closefrom(STDERR_FILENO + 1);
+    /* The host's mask and handlers are not the helper's: execve keeps the
+     * mask and ignored signals, so reset both. */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < NSIG; s++)
+        sigaction(s, &dfl, NULL);
+    /* (helper_user root keeps root: a development setup, which poolgate
+     * doctor reports.) */
+    if (geteuid() == 0 && h->uid != 0) {
+        if (setgroups(0, NULL) < 0 || setgid(h->gid) < 0 || setuid(h->uid) < 0)
+            _exit(126);
+        if (setuid(0) != -1 || geteuid() == 0)
+            _exit(126); /* root could be regained: refuse to run */
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        _exit(126);
+    execve(h->path, argv, envp);
+    _exit(127);
+}
+
+int pg_helper_start(struct pg_helper *h, enum pg_msg_type type, json_t *request,
+                    struct pg_error *err)
+{
+    int sv[2] = {-1, -1}, devnull = -1;
+    h->pid = -1;
+    h->fd = -1;
+    if (h->path[0] != '/')
+        return pg_fail(err, PG_ERR_CONFIG, "the helper path %s is not absolute", h->path);
+    if (h->stderr_fd < 0 && (devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+        return pg_fail(err, PG_ERR_IO, "/dev/null: %s", strerror(errno));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        int e = errno;
+        if (devnull >= 0)
+            close(devnull);
+        return pg_fail(err, PG_ERR_IO, "cannot start the helper: %s", strerror(e));
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        child(h, sv[1], h->stderr_fd < 0 ? devnull : h->stderr_fd);
+    int e = errno;
+    close(sv[1]);
+    if (devnull >= 0)
+        close(devnull);
+    if (pid < 0) {
+        close(sv[0]);
+        return pg_fail(err, PG_ERR_IO, "cannot start the helper: %s", strerror(e));
+    }
+    h->pid = pid;
+    h->fd = sv[0];
+    if (pg_msg_write(h->fd, type, request) < 0) {
+        int ws = pg_helper_stop(h, true);
+        if (ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 126)
+            return pg_fail(err, PG_ERR_CONFIG, "cannot run the helper %s as its account", h->path);
+        return pg_fail(err, PG_ERR_CONFIG, "cannot run the helper %s", h->path);
+    }
+    return 0;
+}
+
+/* Wait until fd is readable or the deadline passes (0: no deadline). */
+static int wait_readable(int fd, int64_t deadline_ms)
+{
+    for (;;) {
+        int timeout = -1;
+        if (deadline_ms > 0) {
+            int64_t left = deadline_ms - pg_monotonic_ms();
+            if (left <= 0)
+                return PG_ERR_DENIED;
+            timeout = left > 60000 ? 60000 : (int)left;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, timeout);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return PG_ERR_IO;
+    }
+}
+
+int pg_helper_event(struct pg_helper *h, int64_t deadline_ms, enum pg_msg_type *type,
+                    json_t **payload, struct pg_error *err)
+{
+    int r = wait_readable(h->fd, deadline_ms);
+    if (r == PG_ERR_DENIED)
+        return pg_fail(err, r, "the sign-in timed out");
+    if (r < 0)
+        return pg_fail(err, r, "helper protocol: %s", strerror(errno));
+    /* A message is written whole by the helper; once its first byte is here
+     * the rest follows without waiting on a person. */
+    return pg_msg_read(h->fd, type, payload, err);
+}
+
+/* Wait up to ms for the process to exit, without reaping it. */
+static bool exits_within(pid_t pid, int ms)
+{
+    int pfd = pidfd_open(pid, 0);
+    if (pfd < 0)
+        return false;
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+    int64_t end = pg_monotonic_ms() + ms;
+    int n;
+    do
+        n = poll(&p, 1, (int)(end - pg_monotonic_ms() > 0 ? end - pg_monotonic_ms() : 0));
+    while (n < 0 && errno == EINTR);
+    close(pfd);
+    return n > 0;
+}
+
+int pg_helper_stop(struct pg_helper *h, bool kill_it)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+    if (h->pid <= 0)
+        return -1;
+    if (kill_it || !exits_within(h->pid, EXIT_GRACE_MS))
+        kill(h->pid, SIGKILL);
+    int ws = 0;
+    pid_t r;
+    while ((r = waitpid(h->pid, &ws, 0)) < 0 && errno == EINTR)
+        ;
+    h->pid = -1;
+    return r < 0 ? -1 : ws;
+}

@@ -1,0 +1,65 @@
+/*
+ * Starting poolgate-helper and talking to it: shared by the CLI and the PAM
+ * module, which runs inside someone else's process (sshd, sudo, login).
+ *
+ * The helper gets one end of a socket pair as its stdin and stdout; writes
+ * to it never raise SIGPIPE in the caller (MSG_NOSIGNAL), reads wait on a
+ * CLOCK_MONOTONIC deadline, and a helper that overstays is killed and
+ * reaped.  No signal handler is installed and no signal disposition of the
+ * calling process is changed.
+ */
+#ifndef PG_SPAWN_H
+#define PG_SPAWN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+struct pg_helper {
+    const char *path; /* absolute path of poolgate-helper */
+    uid_t uid;        /* the account it runs as when the caller is root */
+    gid_t gid;
+    int stderr_fd; /* the helper's stderr; -1: /dev/null */
+    pid_t pid;     /* set by pg_helper_start */
+    int fd;        /* our end of the socket pair */
+};
+
+/*
+ * The helper account's ids: helper_user's when the caller is root, the
+ * caller's own otherwise (development and tests).  Looked up with
+ * getpwnam_r, so it is safe inside a host process.  PG_ERR_CONFIG when the
+ * account does not exist.
+ */
+int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error *err);
+
+/*
+ * Start the helper: fork, and in the child (async-signal-safe calls only)
+ * wire the socket to stdin and stdout, close every other descriptor, reset
+ * the signal mask and dispositions, drop to h->uid/h->gid when root (groups,
+ * gid, uid, check that uid 0 cannot be regained, no_new_privs) and execve
+ * with a fixed environment.  Then send the request.
+ */
+int pg_helper_start(struct pg_helper *h, enum pg_msg_type type, json_t *request,
+                    struct pg_error *err);
+
+/*
+ * Read the next event, waiting until deadline_ms (CLOCK_MONOTONIC
+ * milliseconds; 0 waits without limit).  PG_ERR_DENIED when the deadline
+ * passes, PG_ERR_PROTOCOL/PG_ERR_IO when the helper breaks the protocol or
+ * goes away.
+ */
+int pg_helper_event(struct pg_helper *h, int64_t deadline_ms, enum pg_msg_type *type,
+                    json_t **payload, struct pg_error *err);
+
+/*
+ * Close our end and reap the helper.  With `kill`, or when it has not
+ * exited within a grace period, it is killed with SIGKILL first.  Returns
+ * the wait status, or -1 when it was reaped by someone else (a host process
+ * with SIGCHLD ignored).  Safe to call on a helper that never started.
+ */
+int pg_helper_stop(struct pg_helper *h, bool kill);
+
+#endif
