@@ -15,6 +15,7 @@
 
 #include "device.h"
 #include "http.h"
+#include "idpkit.h"
 #include "oidc.h"
 #include "poolgate/poolgate.h"
 
@@ -23,19 +24,12 @@ static struct pg_discovery disco;
 
 static struct pg_http_opts http(void)
 {
-    return (struct pg_http_opts){.ca_file = ca, .timeout = 10, .max_bytes = 65536};
+    return idp_http(ca);
 }
 
 static void post_control(const char *what, const struct pg_form_field *f, size_t n)
 {
-    char url[256];
-    snprintf(url, sizeof(url), "%s/%s", control, what);
-    struct pg_http_opts o = http();
-    struct pg_http_response res = {0};
-    struct pg_error err = {0};
-    if (pg_http_post_form(&o, url, f, n, &res, &err) != 0 || res.status != 200)
-        fail_msg("control %s: %s (HTTP %ld)", what, err.msg, res.status);
-    pg_http_response_clear(&res);
+    idp_control(control, ca, what, f, n);
 }
 
 static void configure(const char *interval, const char *expires_in)

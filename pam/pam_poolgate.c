@@ -1,0 +1,539 @@
+/*
+ * pam_poolgate.so — a device-code sign-in in front of an account.
+ *
+ * Runs inside the host process (sshd, sudo, login, su), usually as root.
+ * It decides from a verified token only: the stored one when it still meets
+ * the policy (no fork, no network), else one the helper obtains by refresh
+ * or by a device-code sign-in shown through the PAM conversation.
+ *
+ * MUST:
+ *   - Return PAM_SUCCESS from authenticate and account only through
+ *     gate_result(), and only when pg_gate_verify() accepted a token under
+ *     the whole policy; every other outcome is a failure, never PAM_IGNORE
+ *     (which is for accounts outside users= alone).
+ *   - Never exit, install a signal handler, touch process-global state or
+ *     keep a mutable static; free what it allocates; kill and reap the
+ *     helper on every path.
+ *   - Never log, show or keep a token, refresh token or device code except
+ *     the gate token kept for the account phase (cleared when PAM ends).
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "gate.h"
+#include "internal.h"
+#include "pg-build-config.h"
+#include "spawn.h"
+
+#define PG_PAM_EXPORT __attribute__((visibility("default")))
+
+#define DATA_KEY "poolgate:gate-token"
+/* Beyond the helper's own deadlines, time for its DONE to arrive. */
+#define GRACE_MS 3000
+/* Not a library code: the PAM conversation failed or is absent. */
+#define ERR_CONV (-100)
+
+struct args {
+    const char *config;
+    const char *helper;
+    const char *users; /* comma-separated, or NULL for every account */
+    bool debug, reauth, reg;
+    int prompt; /* enum pg_prompt, or -1: from the config */
+    int qr;     /* enum pg_qr, or -1: from the config */
+};
+
+struct gate {
+    pam_handle_t *pamh;
+    struct args a;
+    int flags;
+    const char *service, *user, *tty;
+    uid_t uid;
+    struct pg_config *cfg;
+    struct pg_helper helper; /* path and account; started per request */
+    const char *via;         /* how the token was obtained, for the audit line */
+    struct pg_verify_result res;
+    char reason[PG_ERROR_MAX];
+};
+
+/* ---- arguments ---------------------------------------------------------- */
+
+static int pick(const char *v, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct args *a)
+{
+    static const char *const prompts[] = {"auto", "info", "enter"};
+    static const char *const qrs[] = {"auto", "on", "off"};
+    *a = (struct args){
+        .config = PG_DEFAULT_CONFIG, .helper = PG_HELPER_PATH, .prompt = -1, .qr = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        bool ok = true;
+        if (strncmp(s, "config=", 7) == 0)
+            a->config = s + 7;
+        else if (strncmp(s, "helper=", 7) == 0)
+            a->helper = s + 7;
+        else if (strncmp(s, "users=", 6) == 0)
+            a->users = s + 6;
+        else if (strncmp(s, "prompt=", 7) == 0)
+            ok = (a->prompt = pick(s + 7, prompts, 3)) >= 0;
+        else if (strncmp(s, "qr=", 3) == 0)
+            ok = (a->qr = pick(s + 3, qrs, 3)) >= 0;
+        else if (strcmp(s, "debug") == 0)
+            a->debug = true;
+        else if (strcmp(s, "reauth") == 0)
+            a->reauth = true;
+        else if (strcmp(s, "register") == 0)
+            a->reg = true;
+        else
+            ok = false;
+        if (!ok) {
+            pam_syslog(pamh, LOG_ERR, "invalid argument '%s' (see pam_poolgate(8))", s);
+            return PAM_SERVICE_ERR;
+        }
+    }
+    if (a->config[0] != '/' || a->helper[0] != '/') {
+        pam_syslog(pamh, LOG_ERR, "config= and helper= need absolute paths");
+        return PAM_SERVICE_ERR;
+    }
+    return PAM_SUCCESS;
+}
+
+/* Whether users= names this account (no users= names every account). */
+static bool listed(const char *users, const char *user)
+{
+    if (!users)
+        return true;
+    size_t n = strlen(user);
+    for (const char *p = users; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, user, n) == 0)
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
+/* ---- talking to the user ------------------------------------------------ */
+
+static int converse(pam_handle_t *pamh, int style, const char *text)
+{
+    const struct pam_conv *conv = NULL;
+    if (pam_get_item(pamh, PAM_CONV, (const void **)&conv) != PAM_SUCCESS || !conv || !conv->conv)
+        return ERR_CONV;
+    struct pam_message msg = {.msg_style = style, .msg = text};
+    const struct pam_message *msgs[1] = {&msg};
+    struct pam_response *resp = NULL;
+    int r = conv->conv(1, msgs, &resp, conv->appdata_ptr);
+    /* A prompt must be answered, even if only with an empty line. */
+    bool answered = resp && resp->resp;
+    if (resp) {
+        pg_free_secret(resp->resp);
+        free(resp);
+    }
+    if (r != PAM_SUCCESS || (style == PAM_PROMPT_ECHO_OFF && !answered))
+        return ERR_CONV;
+    return 0;
+}
+
+/* Server-provided text, with control characters replaced, before it reaches a terminal. */
+static void printable(char *out, size_t outsz, const char *in)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz; p++)
+        out[o++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+    out[o] = '\0';
+}
+
+static bool enter_mode(const struct gate *g)
+{
+    int mode = g->a.prompt >= 0 ? g->a.prompt : (int)g->cfg->prompt;
+    /* With PAM_SILENT no informational message may be shown: a prompt may. */
+    if (g->flags & PAM_SILENT)
+        return true;
+    if (mode == PG_PROMPT_AUTO) /* OpenSSH shows info messages only with the next prompt */
+        return g->service && strcmp(g->service, "sshd") == 0;
+    return mode == PG_PROMPT_ENTER;
+}
+
+static bool want_qr(const struct gate *g)
+{
+    int qr = g->a.qr >= 0 ? g->a.qr : (int)g->cfg->qr;
+    if (qr == PG_QR_AUTO) /* a local terminal, not a remote or graphical session */
+        return g->tty && (strncmp(g->tty, "/dev/", 5) == 0 || strncmp(g->tty, "tty", 3) == 0 ||
+                          strncmp(g->tty, "pts/", 4) == 0);
+    return qr == PG_QR_ON;
+}
+
+/*
+ * Show the sign-in request.  It names the host, the local account and what
+ * is being authorized (RFC 8628 §5.4: the person approving must know which
+ * device asks), the address and the code.
+ */
+static int show_prompt(struct gate *g, json_t *p)
+{
+    char uri[512], code[96], host[256] = "this host";
+    printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
+    printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "this host");
+    long minutes = (long)(json_integer_value(json_object_get(p, "expires_in")) + 59) / 60;
+    const char *qr = json_string_value(json_object_get(p, "qr"));
+    bool enter = enter_mode(g);
+    char *text = NULL;
+    int n = asprintf(&text,
+                     "poolgate: sign-in required for %s as '%s' on host %s.\n"
+                     "Open %s in a web browser and enter the code %s\n"
+                     "(the code expires in %ld minute%s).\n%s%s",
+                     g->service ? g->service : "this service", g->user, host, uri, code, minutes,
+                     minutes == 1 ? "" : "s", qr ? qr : "",
+                     enter ? "Then press Enter after signing in: "
+                           : "Waiting for the sign-in to complete...");
+    if (n < 0)
+        return PG_ERR_NOMEM;
+    int r = converse(g->pamh, enter ? PAM_PROMPT_ECHO_OFF : PAM_TEXT_INFO, text);
+    free(text);
+    return r;
+}
+
+/* ---- the helper --------------------------------------------------------- */
+
+/* The helper's DONE status (the CLI's exit codes) as a library code. */
+static int from_status(int status)
+{
+    static const int codes[] = {0, PG_ERR_DENIED, PG_ERR_CONFIG, PG_ERR_NETWORK};
+    return status >= 0 && status <= 3 ? codes[status] : PG_ERR_PROTOCOL;
+}
+
+static int read_done(struct gate *g, json_t *p, char **token)
+{
+    json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
+    int r = json_is_integer(st) ? from_status((int)json_integer_value(st)) : PG_ERR_PROTOCOL;
+    printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
+    if (r == 0 && token) {
+        r = json_is_string(tok) ? 0 : PG_ERR_PROTOCOL;
+        if (r == 0 && !(*token = strdup(json_string_value(tok))))
+            r = PG_ERR_NOMEM;
+    }
+    pg_json_clear_string(tok);
+    return r;
+}
+
+/*
+ * One request to a fresh helper; PROMPT events go to the user.  The helper
+ * is killed when the user cannot be told, or when the deadline passes:
+ * for a sign-in min(login_timeout, expires_in), else a few HTTP timeouts.
+ */
+static int ask_helper(struct gate *g, enum pg_msg_type type, bool unknown_kid, char **token)
+{
+    int64_t start = pg_monotonic_ms();
+    int64_t limit = type == PG_MSG_LOGIN ? g->cfg->login_timeout : 3 * g->cfg->http_timeout;
+    int64_t deadline = start + limit * 1000 + GRACE_MS;
+    struct pg_error err = {0};
+    json_t *req = json_pack("{s:s, s:I, s:b, s:b}", "config", g->a.config, "uid",
+                            (json_int_t)g->uid, "unknown_kid", unknown_kid, "qr", want_qr(g));
+    int r = req ? pg_helper_start(&g->helper, type, req, &err) : PG_ERR_NOMEM;
+    json_decref(req);
+    bool done = false;
+    while (r == 0 && !done) {
+        enum pg_msg_type t;
+        json_t *p = NULL;
+        if ((r = pg_helper_event(&g->helper, deadline, &t, &p, &err)) < 0)
+            break;
+        if (t == PG_MSG_PROMPT && type == PG_MSG_LOGIN) {
+            json_int_t exp = json_integer_value(json_object_get(p, "expires_in"));
+            if (exp > 0 && pg_monotonic_ms() + exp * 1000 + GRACE_MS < deadline)
+                deadline = pg_monotonic_ms() + exp * 1000 + GRACE_MS;
+            r = show_prompt(g, p);
+        } else if (t == PG_MSG_DONE) {
+            r = read_done(g, p, token);
+            done = true;
+        } else
+            r = pg_fail(&err, PG_ERR_PROTOCOL, "helper protocol: unexpected message");
+        json_decref(p);
+    }
+    if (!done && r != ERR_CONV)
+        snprintf(g->reason, sizeof(g->reason), "%s", err.msg[0] ? err.msg : pg_strerror(r));
+    if (r == ERR_CONV)
+        snprintf(g->reason, sizeof(g->reason), "the conversation failed");
+    pg_helper_stop(&g->helper, !done);
+    return r;
+}
+
+/* ---- verification ------------------------------------------------------- */
+
+/* Verify with the cached keys; the helper brings them up to date when due. */
+static int verify(struct gate *g, const char *token)
+{
+    struct pg_error err = {0};
+    enum pg_gate_keys keys = PG_GATE_KEYS_OK;
+    pg_verify_result_clear(&g->res);
+    int r = pg_gate_verify(g->cfg, g->helper.uid, token, 0, &keys, &g->res, &err);
+    if (keys != PG_GATE_KEYS_OK) {
+        pg_verify_result_clear(&g->res);
+        r = ask_helper(g, PG_MSG_KEYS, keys == PG_GATE_KEYS_UNKNOWN_KID, NULL);
+        if (r == 0)
+            r = pg_gate_verify(g->cfg, g->helper.uid, token, 0, &keys, &g->res, &err);
+    }
+    if (r == PG_ERR_TOKEN)
+        snprintf(g->reason, sizeof(g->reason), "%s: %.200s", pg_reason_name(g->res.reason),
+                 g->res.detail);
+    else if (r < 0 && err.msg[0])
+        snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
+    return r;
+}
+
+static void drop_token(pam_handle_t *pamh, void *data, int status)
+{
+    (void)pamh;
+    (void)status;
+    pg_free_secret(data);
+}
+
+/* Verify a token and, when it passes, keep it for the account phase. */
+static int verify_and_keep(struct gate *g, char *token)
+{
+    int r = verify(g, token);
+    if (r == 0 && pam_set_data(g->pamh, DATA_KEY, token, drop_token) != PAM_SUCCESS)
+        r = PG_ERR_NOMEM;
+    else if (r == 0)
+        return 0; /* PAM owns the token now */
+    pg_free_secret(token);
+    return r;
+}
+
+/* The stored set: its gate token as it stands, or refreshed by the helper. */
+static int stored(struct gate *g, bool allow_refresh)
+{
+    struct pg_error err = {0};
+    char *token = NULL;
+    bool has_refresh = false;
+    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, &err);
+    if (r < 0) {
+        snprintf(g->reason, sizeof(g->reason), "not signed in: %.200s", err.msg);
+        /* Nothing stored is a refusal; an unsafe store is a broken host. */
+        return r == PG_ERR_IO ? PG_ERR_DENIED : r;
+    }
+    g->via = "cached";
+    r = verify_and_keep(g, token);
+    if (r == PG_ERR_TOKEN && g->res.reason == PG_REASON_EXPIRED && has_refresh && allow_refresh) {
+        token = NULL;
+        g->via = "refresh";
+        r = ask_helper(g, PG_MSG_REFRESH, false, &token);
+        if (r == 0)
+            r = verify_and_keep(g, token);
+    }
+    return r;
+}
+
+static int sign_in(struct gate *g)
+{
+    char *token = NULL;
+    g->via = "sign-in";
+    int r = ask_helper(g, PG_MSG_LOGIN, false, &token);
+    return r == 0 ? verify_and_keep(g, token) : r;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static void roles_text(const struct pg_strlist *roles, char *out, size_t outsz)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < roles->count && o < outsz; i++)
+        o += (size_t)snprintf(out + o, outsz - o, "%s%s", i ? "," : "", roles->items[i]);
+    if (!roles->count)
+        snprintf(out, outsz, "-");
+}
+
+/* One syslog line per decision; never a token or a code. */
+static void audit(struct gate *g, const char *phase, int pam_code)
+{
+    const struct pg_identity *id = &g->res.id;
+    char name[128], roles[512], reason[PG_ERROR_MAX];
+    printable(name, sizeof(name), id->name ? id->name : "-");
+    printable(reason, sizeof(reason), g->reason[0] ? g->reason : "ok");
+    roles_text(&id->roles, roles, sizeof(roles));
+    pam_syslog(g->pamh, LOG_AUTHPRIV | (pam_code == PAM_SUCCESS ? LOG_NOTICE : LOG_WARNING),
+               "%s service=%s user=%s operator_oid=%s tid=%s name=\"%s\" roles=%s via=%s "
+               "outcome=%s reason=\"%s\"",
+               phase, g->service ? g->service : "-", g->user ? g->user : "-",
+               id->oid ? id->oid : "-", id->tid ? id->tid : "-", name, roles, g->via ? g->via : "-",
+               pam_code == PAM_SUCCESS ? "granted" : "refused", reason);
+}
+
+/* The one place library results become PAM codes. */
+static int gate_result(struct gate *g, const char *phase, int r, bool account)
+{
+    int code;
+    switch (r) {
+    case 0:
+        code = PAM_SUCCESS; /* pg_gate_verify accepted the token under the whole policy */
+        break;
+    case PG_ERR_TOKEN:
+        code = account ? PAM_PERM_DENIED : PAM_AUTH_ERR;
+        break;
+    case PG_ERR_DENIED:
+        code = account ? PAM_PERM_DENIED : PAM_AUTH_ERR;
+        break;
+    case PG_ERR_NETWORK:
+    case PG_ERR_PROTOCOL:
+        code = PAM_AUTHINFO_UNAVAIL;
+        break;
+    case PG_ERR_NOMEM:
+        code = PAM_BUF_ERR;
+        break;
+    case ERR_CONV:
+        code = PAM_CONV_ERR;
+        break;
+    default:
+        code = PAM_SERVICE_ERR;
+    }
+    audit(g, phase, code);
+    return code;
+}
+
+/* Arguments, account, configuration: everything a decision needs. */
+static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    *g = (struct gate){.pamh = pamh, .flags = flags, .helper = {.stderr_fd = -1, .fd = -1}};
+    int r = parse_args(pamh, argc, argv, &g->a);
+    if (r != PAM_SUCCESS)
+        return r;
+    if ((r = pam_get_user(pamh, &g->user, NULL)) != PAM_SUCCESS || !g->user || !g->user[0])
+        return r == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_USER_UNKNOWN;
+    if (!listed(g->a.users, g->user))
+        return PAM_IGNORE;
+    pam_get_item(pamh, PAM_SERVICE, (const void **)&g->service);
+    pam_get_item(pamh, PAM_TTY, (const void **)&g->tty);
+    char buf[4096];
+    struct passwd pw, *found = NULL;
+    if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0 || !found) {
+        pam_syslog(pamh, LOG_NOTICE, "no local account '%s'", g->user);
+        return PAM_USER_UNKNOWN;
+    }
+    g->uid = found->pw_uid;
+    struct pg_error err = {0};
+    if ((r = pg_config_load(g->a.config, &g->cfg, &err)) == 0)
+        r = pg_helper_account(g->cfg->helper_user, &g->helper.uid, &g->helper.gid, &err);
+    if (r < 0) {
+        pam_syslog(pamh, LOG_ERR, "%s", err.msg);
+        return r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SERVICE_ERR;
+    }
+    g->helper.path = g->a.helper;
+    return PAM_SUCCESS;
+}
+
+static void gate_close(struct gate *g)
+{
+    pg_verify_result_clear(&g->res);
+    pg_config_free(g->cfg);
+}
+
+static void debug(const struct gate *g, const char *what)
+{
+    if (g->a.debug)
+        pam_syslog(g->pamh, LOG_AUTHPRIV | LOG_DEBUG, "%s: user=%s reason=\"%s\"", what, g->user,
+                   g->reason);
+}
+
+/* ---- the PAM entry points ----------------------------------------------- */
+
+PG_PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    struct gate g;
+    int code = gate_open(&g, pamh, flags, argc, argv);
+    if (code != PAM_SUCCESS) {
+        gate_close(&g);
+        return code;
+    }
+    int r = PG_ERR_DENIED;
+    if (!g.a.reauth) {
+        r = stored(&g, true);
+        debug(&g, r == 0 ? "stored token accepted" : "stored token not usable");
+    }
+    /* Only a refused or missing token calls for a sign-in; when the provider
+     * or the host is broken, asking a person would not help. */
+    if (r == PG_ERR_TOKEN || r == PG_ERR_DENIED || r == PG_ERR_IO) {
+        g.reason[0] = '\0';
+        r = sign_in(&g);
+    }
+    code = gate_result(&g, "auth", r, false);
+    gate_close(&g);
+    return code;
+}
+
+PG_PAM_EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    struct gate g;
+    int code = gate_open(&g, pamh, flags, argc, argv);
+    if (code != PAM_SUCCESS) {
+        gate_close(&g);
+        return code;
+    }
+    /* The token the auth phase accepted, verified again against the policy;
+     * without one (sshd with a public key skips auth), the stored set. */
+    const void *kept = NULL;
+    int r;
+    if (pam_get_data(pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept) {
+        g.via = "auth";
+        r = verify(&g, kept);
+    } else
+        r = stored(&g, true);
+    code = gate_result(&g, "account", r, true);
+    gate_close(&g);
+    return code;
+}
+
+/* The phases that decide nothing: arguments checked, users= honoured. */
+static int bystander(pam_handle_t *pamh, int argc, const char **argv, struct args *a)
+{
+    const char *user = NULL;
+    int r = parse_args(pamh, argc, argv, a);
+    if (r == PAM_SUCCESS && a->users &&
+        (pam_get_item(pamh, PAM_USER, (const void **)&user) != PAM_SUCCESS || !user ||
+         !listed(a->users, user)))
+        r = PAM_IGNORE;
+    return r;
+}
+
+/* poolgate sets no credentials: the decision is made in auth and account. */
+PG_PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)flags;
+    struct args a;
+    return bystander(pamh, argc, argv, &a);
+}
+
+PG_PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)flags;
+    struct args a;
+    int r = bystander(pamh, argc, argv, &a);
+    if (r == PAM_SUCCESS && a.reg) {
+        /* Registration at session start comes with `poolgate register`;
+         * refusing is safer than letting an admin believe it happened. */
+        pam_syslog(pamh, LOG_ERR, "register: agent registration is not available in this build");
+        r = PAM_SESSION_ERR;
+    }
+    return r;
+}
+
+PG_PAM_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)flags;
+    struct args a;
+    return bystander(pamh, argc, argv, &a);
+}
