@@ -13,10 +13,10 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -144,20 +144,29 @@ int pg_helper_event(struct pg_helper *h, int64_t deadline_ms, enum pg_msg_type *
     return pg_msg_read(h->fd, type, payload, err);
 }
 
-/* Wait up to ms for the process to exit, without reaping it. */
-static bool exits_within(pid_t pid, int ms)
+/*
+ * Reap the helper if it exits within ms (naps of 1 ms growing to 50 ms:
+ * a helper that said DONE is normally gone at the first look).  Returns
+ * the wait status, -1 when someone else reaped it, or -2 when it is still
+ * running.
+ */
+static int reap_within(pid_t pid, int ms)
 {
-    int pfd = pidfd_open(pid, 0);
-    if (pfd < 0)
-        return false;
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
     int64_t end = pg_monotonic_ms() + ms;
-    int n;
-    do
-        n = poll(&p, 1, (int)(end - pg_monotonic_ms() > 0 ? end - pg_monotonic_ms() : 0));
-    while (n < 0 && errno == EINTR);
-    close(pfd);
-    return n > 0;
+    long nap = 1;
+    for (;;) {
+        int ws = 0;
+        pid_t r = waitpid(pid, &ws, WNOHANG);
+        if (r == pid)
+            return ws;
+        if (r < 0 && errno != EINTR)
+            return -1; /* ECHILD: the host reaps its children itself */
+        if (pg_monotonic_ms() >= end)
+            return -2;
+        struct timespec ts = {0, nap * 1000000L};
+        nanosleep(&ts, NULL);
+        nap = nap < 50 ? nap * 2 : 50;
+    }
 }
 
 int pg_helper_stop(struct pg_helper *h, bool kill_it)
@@ -167,12 +176,14 @@ int pg_helper_stop(struct pg_helper *h, bool kill_it)
     h->fd = -1;
     if (h->pid <= 0)
         return -1;
-    if (kill_it || !exits_within(h->pid, EXIT_GRACE_MS))
+    int ws = kill_it ? -2 : reap_within(h->pid, EXIT_GRACE_MS);
+    if (ws == -2) {
         kill(h->pid, SIGKILL);
-    int ws = 0;
-    pid_t r;
-    while ((r = waitpid(h->pid, &ws, 0)) < 0 && errno == EINTR)
-        ;
+        pid_t r;
+        while ((r = waitpid(h->pid, &ws, 0)) < 0 && errno == EINTR)
+            ;
+        ws = r < 0 ? -1 : ws;
+    }
     h->pid = -1;
-    return r < 0 ? -1 : ws;
+    return ws;
 }
