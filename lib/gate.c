@@ -11,6 +11,8 @@
 
 #include "gate.h"
 #include "internal.h"
+#include "jws.h"
+#include "keys.h"
 #include "oidc.h"
 #include "store.h"
 
@@ -66,8 +68,12 @@ int pg_gate_verify(const struct pg_config *cfg, uid_t owner, const char *token, 
         *keys = PG_GATE_KEYS_FETCH;
         r = r < 0 ? r : pg_fail(err, PG_ERR_IO, "the cached key set is older than a day");
     }
+    /* Only the token's key is built: a whole set of RSA keys costs far more
+     * than the one verification the fast path needs. */
+    char kid[256];
+    bool one = r == 0 && pg_jws_peek_kid(token, strlen(token), kid, sizeof(kid)) == 0;
     if (r == 0)
-        r = pg_keyset_parse(e.jwks, strlen(e.jwks), &ks, err);
+        r = pg_keyset_parse_for(e.jwks, strlen(e.jwks), one ? kid : NULL, &ks, err);
     if (r == 0) {
         r = pg_verify_token(cfg, ks, token, strlen(token),
                             &(struct pg_verify_opts){.now = (time_t)t}, res);

@@ -268,7 +268,7 @@ static int make_vctx(struct pg_keyset *ks, struct pg_key *k, unsigned alg)
     return 0;
 }
 
-static int load_key(struct pg_keyset *ks, json_t *jwk, struct pg_key *k)
+static int load_key(struct pg_keyset *ks, json_t *jwk, struct pg_key *k, const char *only)
 {
     if (!json_is_object(jwk)) {
         k->unusable = "key entry is not a JSON object";
@@ -291,6 +291,8 @@ static int load_key(struct pg_keyset *ks, json_t *jwk, struct pg_key *k)
         return 0;
     }
     k->unusable = k->kid ? NULL : "key without a usable 'kid'";
+    if (!k->unusable && only && strcmp(k->kid, only) != 0)
+        k->unusable = "key not loaded (another kid)";
     if (!k->unusable)
         k->unusable = load_material(jwk, k);
     if (!k->unusable)
@@ -335,6 +337,12 @@ static int fetch_digests(struct pg_keyset *ks)
 PG_EXPORT int pg_keyset_parse(const char *json, size_t len, struct pg_keyset **out,
                               struct pg_error *err)
 {
+    return pg_keyset_parse_for(json, len, NULL, out, err);
+}
+
+int pg_keyset_parse_for(const char *json, size_t len, const char *only, struct pg_keyset **out,
+                        struct pg_error *err)
+{
     if (!json || !out)
         return pg_fail(err, PG_ERR_ARG, "no key set given");
     if (len > PG_KEYSET_MAX_BYTES)
@@ -362,7 +370,7 @@ PG_EXPORT int pg_keyset_parse(const char *json, size_t len, struct pg_keyset **o
     r = ks && (ks->keys = calloc(json_array_size(keys) + 1, sizeof(*ks->keys))) ? fetch_digests(ks)
                                                                                 : PG_ERR_NOMEM;
     for (size_t i = 0; r == 0 && i < json_array_size(keys); i++, ks->count++)
-        r = load_key(ks, json_array_get(keys, i), &ks->keys[i]);
+        r = load_key(ks, json_array_get(keys, i), &ks->keys[i], only);
     if (r < 0) {
         r = pg_fail(err, r, "cannot load the key set: %s", pg_strerror(r));
         goto out;

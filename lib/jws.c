@@ -242,6 +242,31 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
     return r;
 }
 
+int pg_jws_peek_kid(const char *token, size_t len, char *kid, size_t kidsz)
+{
+    struct pg_verify_result res = {0};
+    struct segments sg = {0};
+    unsigned char *hbuf = NULL;
+    size_t hlen = 0;
+    struct pg_json_doc *hdoc = NULL;
+    int r = split(token, len, &sg, &res);
+    if (r == 0)
+        r = decode_segment(sg.h, sg.hlen, "header", &hbuf, &hlen, &res);
+    if (r == 0)
+        r = pg_json_parse((const char *)hbuf, hlen, &hdoc);
+    const struct pg_json *k = r == 0 ? pg_json_get(pg_json_root(hdoc), "kid") : NULL;
+    if (r == 0 && (!k || k->type != PG_JSON_STRING || k->len == 0 || k->len >= kidsz ||
+                   memchr(k->u.s, '\0', k->len)))
+        r = PG_ERR_TOKEN;
+    if (r == 0) {
+        memcpy(kid, k->u.s, k->len);
+        kid[k->len] = '\0';
+    }
+    pg_json_free(hdoc);
+    free(hbuf);
+    return r < 0 ? r : 0;
+}
+
 int pg_jws_verify_compact(const struct pg_keyset *ks, unsigned allowed_algs, const char *token,
                           size_t len, unsigned char **payload, size_t *payload_len,
                           struct pg_verify_result *res)

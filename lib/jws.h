@@ -24,6 +24,12 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
                       size_t len, unsigned char **payload, size_t *payload_len,
                       const struct pg_key **key, struct pg_verify_result *res);
 
+/*
+ * The header's kid, without verifying anything: only to pick which key of a
+ * set to load (pg_keyset_parse_for).  PG_ERR_TOKEN when there is none.
+ */
+int pg_jws_peek_kid(const char *token, size_t len, char *kid, size_t kidsz);
+
 /* Record a refusal in res; returns PG_ERR_TOKEN. */
 int pg_refuse(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -5,7 +5,8 @@
 
 Config keys come from lib/config.c's key table and must appear in
 man/poolgate.conf.5 and conf/poolgate.conf; long options and commands come
-from helper/poolgate.c and must appear in man/poolgate.1.
+from helper/poolgate.c and must appear in man/poolgate.1; PAM module
+arguments come from pam/pam_poolgate.c and must appear in man/pam_poolgate.8.
 """
 import re
 import sys
@@ -41,10 +42,18 @@ def main():
         if not re.search(rf"^\.SS {cmd}$", man1, re.M):
             print(f"poolgate(1) has no section for the command '{cmd}'")
             failed += 1
-    total = 2 * len(keys) + len(options) + len(commands)
+    module = read(root, "pam/pam_poolgate.c")
+    pam_args = set(re.findall(r'strn?cmp\(s, "([a-z]+=?)"', module))
+    man8 = read(root, "man/pam_poolgate.8").replace("\\-", "-")
+    for arg in sorted(pam_args):
+        if not re.search(rf"^\.(TP\n\.)?B[IR]? {re.escape(arg)}", man8, re.M):
+            print(f"pam_poolgate(8) does not document the argument '{arg}'")
+            failed += 1
+    total = 2 * len(keys) + len(options) + len(commands) + len(pam_args)
     print(f"docs: {total - failed} passed, {failed} failed "
-          f"({len(keys)} keys, {len(options)} options, {len(commands)} commands)")
-    return 1 if failed or not keys or not options or not commands else 0
+          f"({len(keys)} keys, {len(options)} options, {len(commands)} commands, "
+          f"{len(pam_args)} PAM arguments)")
+    return 1 if failed or not keys or not options or not commands or not pam_args else 0
 
 
 if __name__ == "__main__":

@@ -169,6 +169,33 @@ static void test_kid_rules(void **state)
     free(a), free(b), free(c);
 }
 
+/* Loading only the token's key: the others keep their kid, unusable, and a
+ * duplicated kid is still refused. */
+static void test_parse_for_one_kid(void **state)
+{
+    struct fixture *f = *state;
+    char *a = tk_jwk(f->rsa, "a", NULL), *b = tk_jwk(f->p256, "b", NULL),
+         *d = tk_jwk(f->p384, "dup", NULL), *e = tk_jwk(f->rsa, "dup", NULL);
+    char doc[16384];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s,%s,%s]}", a, b, d, e);
+    struct pg_keyset *ks = NULL;
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "b", &ks, NULL), 0);
+    assert_int_equal(pg_keyset_count(ks), 4);
+    assert_int_equal(pg_keyset_usable(ks), 1);
+    assert_null(pg_keyset_find(ks, "b", 1)->unusable);
+    assert_non_null(strstr(pg_keyset_find(ks, "a", 1)->unusable, "not loaded"));
+    assert_null(pg_keyset_find(ks, "a", 1)->pkey);
+    pg_keyset_free(ks);
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "dup", &ks, NULL), 0);
+    assert_int_equal(pg_keyset_usable(ks), 0);
+    pg_keyset_free(ks);
+    /* No filter: every key is loaded, as pg_keyset_parse does. */
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), NULL, &ks, NULL), 0);
+    assert_int_equal(pg_keyset_usable(ks), 2);
+    pg_keyset_free(ks);
+    free(a), free(b), free(d), free(e);
+}
+
 static void test_document_errors(void **state)
 {
     (void)state;
@@ -210,7 +237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_keys),           cmocka_unit_test(test_entra_issuer_kept),
         cmocka_unit_test(test_weak_and_wrong_keys), cmocka_unit_test(test_kid_rules),
-        cmocka_unit_test(test_document_errors),
+        cmocka_unit_test(test_parse_for_one_kid),   cmocka_unit_test(test_document_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,225 @@
+/*
+ * bench_pam: what pam_poolgate.so costs a login on the fast path, and what
+ * loading it costs the host process in memory.
+ *
+ *   LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=DIR \
+ *       bench_pam MODULE [N]          (default N = 2000)
+ *
+ * Prepares a stored token set and a cached key set as the helper leaves
+ * them (an Entra-like RS256 id_token, a key set of three 2048-bit keys),
+ * then times N calls of pam_authenticate (each in a fresh PAM handle) for
+ * a service with pam_poolgate.so and N for one with pam_permit.so alone,
+ * and prints median and p99 of each and the difference.  The helper path
+ * does not exist: the fast path must not need it.  Memory: VmRSS before
+ * and after the first handle loads the module, and after its first
+ * authentication (libcrypto and jansson are already loaded, as in sshd).
+ */
+#include <fcntl.h>
+#include <pwd.h>
+#include <security/pam_appl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "oidc.h"
+#include "poolgate/poolgate.h"
+#include "store.h"
+#include "../tests/unit/testkit.h"
+
+#define TID "72f988bf-86f1-41af-91ab-2d7cd011db47"
+#define CID "6e74172b-be56-4843-9ff4-e66a39bb12e3"
+#define ISS "https://login.microsoftonline.com/" TID "/v2.0"
+
+static char work[64] = "/tmp/pg-bench-pam-XXXXXX";
+
+static int no_conv(int n, const struct pam_message **m, struct pam_response **r, void *d)
+{
+    (void)n, (void)m, (void)r, (void)d;
+    return PAM_CONV_ERR; /* the fast path never talks to the user */
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static void write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        perror(path);
+        exit(2);
+    }
+    chmod(path, mode);
+}
+
+/* The stored set and the key cache, as the helper would have left them. */
+static void prepare(const char *user)
+{
+    char dir[128], text[2048], *jwk[3];
+    EVP_PKEY *keys[3];
+    for (int i = 0; i < 3; i++) {
+        char kid[16];
+        snprintf(kid, sizeof(kid), "key-%d", i);
+        keys[i] = EVP_RSA_gen(2048);
+        jwk[i] = tk_jwk(keys[i], kid, ",\"use\":\"sig\"");
+    }
+    char *jwks = malloc(16384);
+    snprintf(jwks, 16384, "{\"keys\":[%s,%s,%s]}", jwk[0], jwk[1], jwk[2]);
+    long now = (long)time(NULL);
+    char claims[1024];
+    snprintf(claims, sizeof(claims),
+             "{\"aud\":\"" CID "\",\"iss\":\"" ISS "\",\"iat\":%ld,\"nbf\":%ld,\"exp\":%ld,"
+             "\"name\":\"Alice Operator\",\"oid\":\"5f0c2a3e-1b4d-4c6e-8f70-9a1b2c3d4e5f\","
+             "\"preferred_username\":\"alice.operator@contoso.example\","
+             "\"roles\":[\"AgentPool.Enroll\",\"Build.Admin\"],"
+             "\"sub\":\"AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ\",\"tid\":\"" TID "\","
+             "\"ver\":\"2.0\"}",
+             now - 60, now - 60, now + 3600);
+    char *token =
+        tk_sign(keys[1], "RS256", "{\"typ\":\"JWT\",\"alg\":\"RS256\",\"kid\":\"key-1\"}", claims);
+
+    snprintf(dir, sizeof(dir), "%s/state", work);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof(dir), "%s/cache", work);
+    mkdir(dir, 0700);
+    snprintf(text, sizeof(text),
+             "issuer = " ISS "\nclient_id = " CID "\ntenant = " TID "\n"
+             "required_roles = AgentPool.Enroll\nstate_dir = %s/state\ncache_dir = %s/cache\n"
+             "helper_user = %s\n",
+             work, work, user);
+    write_file(work, "poolgate.conf", text, 0600);
+
+    struct pg_error err = {0};
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    struct pg_keycache_entry e = {
+        .issuer = (char *)ISS, .jwks = jwks, .fetched_at = now, .last_attempt = now};
+    int store = -1;
+    snprintf(dir, sizeof(dir), "%s/state", work);
+    struct pg_tokenset ts = {.id_token = token, .stored_at = now};
+    if (pg_keycache_save(fd, &e, &err) < 0 ||
+        pg_store_open(dir, getuid(), true, geteuid(), &store, &err) < 0 ||
+        pg_store_write(store, &ts, &err) < 0) {
+        fprintf(stderr, "bench_pam: %s\n", err.msg);
+        exit(2);
+    }
+    close(fd);
+    close(store);
+    free(token);
+    free(jwks);
+    for (int i = 0; i < 3; i++) {
+        free(jwk[i]);
+        EVP_PKEY_free(keys[i]);
+    }
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* N authentications, each in a fresh handle; sorts `us` (the timings). */
+static int run(const char *service, const char *user, int n, double *us)
+{
+    struct pam_conv conv = {no_conv, NULL};
+    for (int i = 0; i < n; i++) {
+        pam_handle_t *ph = NULL;
+        if (pam_start(service, user, &conv, &ph) != PAM_SUCCESS)
+            return -1;
+        double t0 = now_us();
+        int r = pam_authenticate(ph, 0);
+        us[i] = now_us() - t0;
+        pam_end(ph, r);
+        if (r != PAM_SUCCESS) {
+            fprintf(stderr, "bench_pam: %s: %s\n", service, pam_strerror(NULL, r));
+            return -1;
+        }
+    }
+    qsort(us, (size_t)n, sizeof(double), cmp);
+    return 0;
+}
+
+/* RSS added by loading the module (pam_start) and by its first authentication. */
+static int memory(const char *user, long *load, long *first)
+{
+    struct pam_conv conv = {no_conv, NULL};
+    pam_handle_t *ph = NULL;
+    long before = rss_kib();
+    if (pam_start("pg-bench", user, &conv, &ph) != PAM_SUCCESS)
+        return -1;
+    *load = rss_kib() - before;
+    int r = pam_authenticate(ph, 0);
+    *first = rss_kib() - before;
+    pam_end(ph, r);
+    return r == PAM_SUCCESS ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *svcdir = getenv("PAM_WRAPPER_RUNTIME_DIR");
+    if (argc < 2 || !svcdir) {
+        fprintf(stderr, "usage: LD_PRELOAD=libpam_wrapper.so PAM_WRAPPER=1 "
+                        "PAM_WRAPPER_SERVICE_DIR=DIR bench_pam MODULE [N]\n");
+        return 2;
+    }
+    int n = argc > 2 ? atoi(argv[2]) : 2000;
+    if (n < 10 || !mkdtemp(work))
+        return 2;
+    const char *user = getpwuid(getuid())->pw_name;
+    prepare(user);
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "auth required %s config=%s/poolgate.conf helper=/nonexistent/poolgate-helper\n",
+             argv[1], work);
+    write_file(svcdir, "pg-bench", text, 0644);
+    write_file(svcdir, "pg-permit", "auth required pam_permit.so\n", 0644);
+    write_file(svcdir, "other", "auth required pam_deny.so\n", 0644);
+
+    double *base = calloc((size_t)n, sizeof(double)), *gate = calloc((size_t)n, sizeof(double));
+    long load = 0, first = 0;
+    int r = run("pg-permit", user, n, base);
+    r = r == 0 ? memory(user, &load, &first) : r;
+    r = r == 0 ? run("pg-bench", user, n, gate) : r;
+    if (r == 0) {
+        double m0 = base[n / 2], m1 = gate[n / 2];
+        double p0 = base[n * 99 / 100], p1 = gate[n * 99 / 100];
+        printf("pam_authenticate, %d logins each (fresh handle per login):\n", n);
+        printf("  pam_permit alone       median %8.1f us   p99 %8.1f us\n", m0, p0);
+        printf("  pam_poolgate fast path median %8.1f us   p99 %8.1f us\n", m1, p1);
+        printf("  added by pam_poolgate  median %8.1f us   p99 %8.1f us   (goal < 200 us)\n",
+               m1 - m0, p1 - p0);
+        printf("  RSS added by loading the module: %ld KiB, with its first authentication: "
+               "%ld KiB (goal <= 1024 KiB)\n",
+               load, first);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", work);
+    if (getenv("PG_BENCH_KEEP")) /* to profile the pieces on the same files */
+        printf("  files kept in %s\n", work);
+    else if (system(cmd) != 0)
+        r = -1;
+    free(base);
+    free(gate);
+    return r == 0 ? 0 : 1;
+}
