@@ -31,7 +31,7 @@
 #include "http.h"
 #include "idpkit.h"
 
-static const char *control, *ca, *module, *helper;
+static const char *control, *ca, *module, *helper, *fault_module;
 static char work[128], svcdir[256], conf[256], conf_fast[256], user[64];
 static const char *const role = "AgentPool.Enroll";
 static const char *const oid = "0b5e3c1a-0000-4e8b-9a61-3c4d5e6f7a8b";
@@ -572,6 +572,67 @@ static void test_account_alone(void **state)
     assert_int_equal(r, PAMTEST_ERR_OK);
 }
 
+/*
+ * One PAM transaction per call site: the Nth call poolgate's code makes to
+ * an allocator, a file or socket function, fork, getpwnam_r or libpam fails
+ * (tests/fault/fault.c), for N = 1, 2, ... until a run in which no fault
+ * fired.  No run may return PAM_IGNORE, crash, leave a helper behind, or
+ * grant access unless the audit line shows the operator's verified token;
+ * the run without a fault must grant.  Leaks show in the sanitizer and
+ * valgrind runs of this test.  Returns the number of call sites.
+ */
+static long fault_runs(const char *svc, const struct operator* model)
+{
+    for (long n = 1; n < 5000; n++) {
+        char at[32], id[64];
+        snprintf(at, sizeof(at), "%ld", n);
+        snprintf(id, sizeof(id), "%s-%ld", svc, n);
+        setenv("PG_FAULT_AT", at, 1);
+        setenv("PG_FAULT_RUN", id, 1);
+        unsetenv("PG_FAULT_HIT");
+        loglen = 0;
+        logbuf[0] = '\0';
+        struct operator op = * model;
+        int r = auth(svc, &op);
+        bool hit = getenv("PG_FAULT_HIT") != NULL;
+        unsetenv("PG_FAULT_AT");
+        if (r == PAM_IGNORE)
+            fail_msg("%s: fault at call %ld: PAM_IGNORE", svc, n);
+        if (r == PAM_SUCCESS && !(strstr(logbuf, "outcome=granted") && strstr(logbuf, oid)))
+            fail_msg("%s: fault at call %ld: PAM_SUCCESS without a verified token:\n%s", svc, n,
+                     logbuf);
+        assert_no_children();
+        if (!hit) {
+            if (r != PAM_SUCCESS)
+                fail_msg("%s: without a fault the module returned %d", svc, r);
+            return n - 1;
+        }
+    }
+    fail_msg("%s: the fault never stopped firing", svc);
+    return -1;
+}
+
+static void test_faults(void **state)
+{
+    (void)state;
+    char lines[1024], path[512];
+    signed_in();
+    snprintf(path, sizeof(path), "%s/pg-fault-fast", svcdir);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=/nonexistent/helper\n",
+             fault_module, conf);
+    write_file(path, 0644, lines);
+    long fast = fault_runs("pg-fault-fast", &(struct operator){NULL, NULL, ANSWER, 0, 0, ""});
+    snprintf(path, sizeof(path), "%s/pg-fault-signin", svcdir);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth prompt=info\n",
+             fault_module, conf, helper);
+    write_file(path, 0644, lines);
+    long signin =
+        fault_runs("pg-fault-signin", &(struct operator){"approve", role, ANSWER, 0, 0, ""});
+    printf("fault injection: %ld call sites on the fast path, %ld on the sign-in path\n", fast,
+           signin);
+    assert_true(fast > 10 && signin > fast);
+}
+
 int main(int argc, char **argv)
 {
     control = getenv("PG_IDP_CONTROL");
@@ -579,10 +640,17 @@ int main(int argc, char **argv)
     /* pam_wrapper copied PAM_WRAPPER_SERVICE_DIR here at start-up; the
      * services this test writes go straight to the copy. */
     const char *runtime = getenv("PAM_WRAPPER_RUNTIME_DIR");
-    if (argc != 3 || !control || !ca || !runtime) {
-        fprintf(stderr, "usage: dev_idp.py PAM_WRAPPER=1 ... -- test_pam MODULE HELPER\n");
+    if (argc < 3 || argc > 4 || !control || !ca || !runtime) {
+        fprintf(stderr, "usage: dev_idp.py PAM_WRAPPER=1 ... -- test_pam MODULE HELPER "
+                        "[FAULT-MODULE]\n");
         return 2;
     }
+    /* With the fault-injection build of the module, only that test runs. */
+    fault_module = argc == 4 ? argv[3] : NULL;
+    if (fault_module)
+        cmocka_set_test_filter("test_faults");
+    else
+        cmocka_set_skip_filter("test_faults");
     module = argv[1];
     helper = argv[2];
     snprintf(user, sizeof(user), "%s", getpwuid(getuid())->pw_name);
@@ -621,6 +689,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_code_expires, setup),
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
+        cmocka_unit_test_setup(test_faults, setup),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
