@@ -526,6 +526,36 @@ static void test_code_expires(void **state)
     assert_no_children();
 }
 
+/* Whatever the server sends is shown with its control characters replaced. */
+static void test_server_text_sanitized(void **state)
+{
+    (void)state;
+    configure("expires_in", "3");
+    configure("user_code_suffix", "\x1b[2J\r\x07");
+    struct operator op = {NULL, role, ANSWER, 0, 0, ""};
+    int r = auth("pg-reauth", &op);
+    configure("user_code_suffix", "");
+    configure("expires_in", "900");
+    assert_int_equal(r, PAM_AUTH_ERR);
+    assert_non_null(strstr(op.text, "?[2J??"));
+    for (const char *p = op.text; *p; p++)
+        assert_true((unsigned char)*p >= 0x20 || *p == '\n');
+}
+
+/* qr=on adds a QR code of the verification link, drawn with block characters. */
+static void test_qr_code(void **state)
+{
+    (void)state;
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    service("pg-qr", "auth required MOD reauth qr=on\n");
+    assert_int_equal(auth("pg-qr", &op), PAM_SUCCESS);
+    assert_non_null(strstr(op.text, "\xe2\x96\x88"));
+    assert_non_null(strstr(op.text, "enter the code "));
+    struct operator plain = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-reauth", &plain), PAM_SUCCESS);
+    assert_null(strstr(plain.text, "\xe2\x96\x88"));
+}
+
 static void test_broken_setup(void **state)
 {
     (void)state;
@@ -687,6 +717,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_silent_refresh, setup),
         cmocka_unit_test_setup(test_provider_failing, setup),
         cmocka_unit_test_setup(test_code_expires, setup),
+        cmocka_unit_test_setup(test_server_text_sanitized, setup),
+        cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
         cmocka_unit_test_setup(test_faults, setup),
