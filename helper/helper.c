@@ -1,7 +1,7 @@
 /*
  * poolgate-helper — poolgate's only door to the network.
  *
- * Started by the poolgate CLI (and later the PAM module) with a pipe on
+ * Started by the poolgate CLI and the PAM module with a socket on
  * stdin and stdout, as the helper account when its caller is root.  It reads
  * one request, answers with zero or more events and exactly one DONE, and
  * exits.  docs/helper-protocol.md describes the exchange.
@@ -23,24 +23,13 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "helper.h"
 #include "gate.h"
 #include "http.h"
 #include "internal.h"
 #include "oidc.h"
 #include "proto.h"
 #include "store.h"
-
-#define LOCK_TIMEOUT_MS 10000
-
-struct request {
-    struct pg_config *cfg;
-    uid_t uid;
-    bool unknown_kid;
-    bool qr;     /* draw a QR code of the sign-in address into the PROMPT */
-    char *token; /* the gate token of a stored set, for DONE */
-    struct pg_http_opts http;
-    struct pg_error err;
-};
 
 /* The one place results become the status codes of DONE (the CLI's exit codes). */
 static int status_of(int r)
@@ -98,7 +87,7 @@ static int discover(struct request *q, struct pg_discovery *d)
 }
 
 /* Endpoints: all three from the config, or discovery with the config's overrides. */
-static int endpoints(struct request *q, struct pg_discovery *d)
+int endpoints(struct request *q, struct pg_discovery *d)
 {
     const struct pg_config *c = q->cfg;
     int r = 0;
@@ -226,7 +215,7 @@ static int prompt_event(void *ctx, const struct pg_device_auth *a)
     return r;
 }
 
-static int open_store_locked(struct request *q, bool create, int *dir, int *lock)
+int open_store_locked(struct request *q, bool create, int *dir, int *lock)
 {
     int r = pg_store_open(q->cfg->state_dir, q->uid, create, geteuid(), dir, &q->err);
     if (r == 0 && (r = pg_store_lock(*dir, LOCK_TIMEOUT_MS, lock, &q->err)) < 0)
@@ -236,7 +225,7 @@ static int open_store_locked(struct request *q, bool create, int *dir, int *lock
 
 /* Check the new gate token under the whole policy before it may be stored.
  * *unknown_kid tells whether it failed only for want of its signing key. */
-static int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid)
+int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid)
 {
     const char *gate =
         q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
@@ -365,10 +354,8 @@ static const struct {
     enum pg_msg_type type;
     int (*handler)(struct request *q);
 } handlers[] = {
-    {PG_MSG_LOGIN, do_login},
-    {PG_MSG_REFRESH, do_refresh},
-    {PG_MSG_KEYS, do_keys},
-    {PG_MSG_LOGOUT, do_logout},
+    {PG_MSG_LOGIN, do_login},   {PG_MSG_REFRESH, do_refresh},   {PG_MSG_KEYS, do_keys},
+    {PG_MSG_LOGOUT, do_logout}, {PG_MSG_REGISTER, do_register}, {PG_MSG_UNREGISTER, do_unregister},
 };
 
 static int parse_request(json_t *p, struct request *q)
@@ -381,6 +368,7 @@ static int parse_request(json_t *p, struct request *q)
     q->uid = (uid_t)json_integer_value(uid);
     q->unknown_kid = json_is_true(json_object_get(p, "unknown_kid"));
     q->qr = json_is_true(json_object_get(p, "qr"));
+    q->payload = p;
     int r = pg_config_load(config, &q->cfg, &q->err);
     if (r == 0)
         q->http = (struct pg_http_opts){.ca_file = q->cfg->ca_file,
@@ -434,10 +422,13 @@ int main(void)
                                             : pg_strerror(r));
     if (done && r == 0 && q.token)
         json_object_set_new(done, "token", json_string(q.token));
+    if (done && r == 0 && q.result && json_object_update(done, q.result) < 0)
+        json_decref(TAKE_PTR(done));
     int w = done ? pg_msg_write(STDOUT_FILENO, PG_MSG_DONE, done) : PG_ERR_NOMEM;
     pg_json_clear_string(json_object_get(done, "token"));
     json_decref(done);
     pg_free_secret(q.token);
+    json_decref(q.result);
     json_decref(payload);
     pg_config_free(q.cfg);
     curl_global_cleanup();

@@ -20,7 +20,9 @@
 
 #include <pwd.h>
 #include <signal.h>
+#include <syslog.h>
 
+#include "enroll.h"
 #include "exchange.h"
 #include "fileio.h"
 #include "gate.h"
@@ -339,18 +341,21 @@ out:
     return r;
 }
 
-/* Options of login, status and logout. */
+/* Options of the commands that act for an account. */
+enum { OPT_JSON = 1, OPT_REPLACE = 2, OPT_UNATTENDED = 4 };
+
 struct user_args {
     const char *user;
-    bool json;
+    bool json, replace, unattended;
 };
 
-static int user_parse_args(const char *cmd, int argc, char **argv, bool allow_json,
-                           struct user_args *a)
+static int user_parse_args(const char *cmd, int argc, char **argv, int allowed, struct user_args *a)
 {
     static const struct option opts[] = {
         {"user", required_argument, NULL, 'u'},
-        {"json", no_argument, NULL, 'j'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"replace", no_argument, NULL, OPT_REPLACE},
+        {"unattended", no_argument, NULL, OPT_UNATTENDED},
         {0},
     };
     int c;
@@ -358,8 +363,8 @@ static int user_parse_args(const char *cmd, int argc, char **argv, bool allow_js
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         if (c == 'u')
             a->user = optarg;
-        else if (c == 'j' && allow_json)
-            a->json = true;
+        else if (c > 0 && c <= OPT_UNATTENDED && (c & allowed))
+            *(c == OPT_JSON ? &a->json : c == OPT_REPLACE ? &a->replace : &a->unattended) = true;
         else
             return complain(EXIT_USAGE, "%s: unknown option (see poolgate --help)", cmd);
     }
@@ -386,10 +391,10 @@ static int target_uid(const char *user, uid_t *uid)
 
 /* Common start of login, status and logout. */
 static int user_command(const struct globals *g, const char *cmd, int argc, char **argv,
-                        bool allow_json, struct user_args *a, struct pg_config **cfg,
-                        struct helper *h, uid_t *uid)
+                        int allowed, struct user_args *a, struct pg_config **cfg, struct helper *h,
+                        uid_t *uid)
 {
-    int r = user_parse_args(cmd, argc, argv, allow_json, a);
+    int r = user_parse_args(cmd, argc, argv, allowed, a);
     if (r == 0)
         r = target_uid(a->user, uid);
     if (r == 0)
@@ -434,7 +439,7 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     struct helper h = {0};
     struct pg_verify_result res = {0};
     uid_t uid = 0;
-    int r = user_command(g, "login", argc, argv, false, &a, &cfg, &h, &uid);
+    int r = user_command(g, "login", argc, argv, 0, &a, &cfg, &h, &uid);
     char *gate = NULL;
     if (r == 0)
         r = ask_helper(g, &h, PG_MSG_LOGIN, uid, false, &gate);
@@ -457,7 +462,7 @@ static int cmd_status(const struct globals *g, int argc, char **argv)
     struct pg_verify_result res = {0};
     bool refresh = false;
     uid_t uid = 0;
-    int r = user_command(g, "status", argc, argv, true, &a, &cfg, &h, &uid);
+    int r = user_command(g, "status", argc, argv, OPT_JSON, &a, &cfg, &h, &uid);
     if (r == 0)
         r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res);
     if (r == EXIT_DENIED && refresh)
@@ -477,11 +482,118 @@ static int cmd_logout(const struct globals *g, int argc, char **argv)
     struct pg_config *cfg = NULL;
     struct helper h = {0};
     uid_t uid = 0;
-    int r = user_command(g, "logout", argc, argv, false, &a, &cfg, &h, &uid);
+    int r = user_command(g, "logout", argc, argv, 0, &a, &cfg, &h, &uid);
     if (r == 0 && (r = ask_helper(g, &h, PG_MSG_LOGOUT, uid, false, NULL)) == 0)
         fprintf(stderr, "signed out: the stored token set is deleted\n");
     pg_config_free(cfg);
     return r;
+}
+
+/* ---- register, unregister --------------------------------------------------- */
+
+/*
+ * The agent account: --user, else the caller; as root under sudo, the
+ * account that ran sudo (the sudoers line routes the agent account's
+ * re-registration through root).
+ */
+static int agent_account(const char *user, struct passwd *pw, char *buf, size_t bufsz)
+{
+    struct passwd *found = NULL;
+    const char *sudo_uid = getuid() == 0 && !user ? getenv("SUDO_UID") : NULL;
+    uid_t uid = sudo_uid ? (uid_t)strtoul(sudo_uid, NULL, 10) : getuid();
+    int e =
+        user ? getpwnam_r(user, pw, buf, bufsz, &found) : getpwuid_r(uid, pw, buf, bufsz, &found);
+    if (e || !found)
+        return complain(EXIT_USAGE, "no such user '%s'", user ? user : sudo_uid ? sudo_uid : "?");
+    if (found->pw_uid != getuid() && geteuid() != 0)
+        return complain(EXIT_USAGE, "only root may act for another user");
+    return 0;
+}
+
+static void audit_enroll(const char *action, const struct passwd *pw, const struct pg_identity *id,
+                         const struct pg_config *cfg, const struct pg_enrolled *res,
+                         const char *outcome, const char *reason)
+{
+    char line[2048];
+    pg_enroll_audit(line, sizeof(line),
+                    &(struct pg_enroll_audit){action, pw->pw_name, id, cfg, res->agent_name,
+                                              res->agent_id, outcome, reason});
+    openlog("poolgate", LOG_PID, LOG_AUTHPRIV);
+    syslog(LOG_AUTHPRIV |
+               (strcmp(outcome, "refused") && strcmp(outcome, "failed") ? LOG_NOTICE : LOG_WARNING),
+           "%s", line);
+    closelog();
+}
+
+/* Register or unregister, after the stored gate token passed the policy now. */
+static int enroll_command(const struct globals *g, const char *cmd, int argc, char **argv, bool reg)
+{
+    struct user_args a = {0};
+    struct pg_config *cfg = NULL;
+    struct helper h = {0};
+    struct pg_verify_result res = {0};
+    struct pg_enrolled done = {0};
+    struct pg_error err = {0};
+    struct passwd pw;
+    char buf[4096];
+    bool refresh = false;
+    int r = user_parse_args(cmd, argc, argv, reg ? OPT_REPLACE | OPT_UNATTENDED : 0, &a);
+    if (r == 0 && a.unattended)
+        r = complain(EXIT_USAGE, "register: --unattended is not available in this build");
+    if (r == 0)
+        r = agent_account(a.user, &pw, buf, sizeof(buf));
+    if (r == 0)
+        r = load_config(g, &cfg);
+    if (r == 0)
+        r = find_helper(g, cfg, &h);
+    if (r != 0)
+        goto out;
+    /* Nothing reaches Azure DevOps unless the gate holds now. */
+    r = report_verify(stored_identity(g, cfg, &h, pw.pw_uid, &res, &refresh), &res);
+    if (r != 0) {
+        pg_agent_name(cfg, done.agent_name, sizeof(done.agent_name), NULL);
+        audit_enroll(cmd, &pw, &res.id, cfg, &done, "refused", "the gate token does not pass");
+        goto out;
+    }
+    struct pg_enroll e = {
+        cfg,
+        g->config_path,
+        {.path = h.path, .uid = h.uid, .gid = h.gid, .stderr_fd = STDERR_FILENO, .fd = -1},
+        pw.pw_uid,
+        pw.pw_gid,
+        a.replace};
+    int v = reg ? pg_enroll(&e, &done, &err) : pg_unenroll(&e, &done, &err);
+    if (v < 0) {
+        if (!done.agent_name[0])
+            pg_agent_name(cfg, done.agent_name, sizeof(done.agent_name), NULL);
+        audit_enroll(cmd, &pw, &res.id, cfg, &done, "failed", err.msg);
+        r = complain(exit_code(v), "%s: %s", cmd, err.msg);
+        goto out;
+    }
+    const char *outcome = !reg ? "unregistered" : done.replaced ? "replaced" : "registered";
+    audit_enroll(cmd, &pw, &res.id, cfg, &done, outcome, NULL);
+    if (reg)
+        fprintf(stderr,
+                "agent '%s' %s in pool '%s' (agent id %lld, pool id %lld); files written to %s\n",
+                done.agent_name, outcome, cfg->pool, (long long)done.agent_id,
+                (long long)done.pool_id, cfg->agent_dir);
+    else
+        fprintf(stderr, "agent '%s' %s pool '%s'; its files are removed from %s\n", done.agent_name,
+                done.was_gone ? "was no longer in" : "removed from", cfg->pool, cfg->agent_dir);
+out:
+    pg_verify_result_clear(&res);
+    pg_config_free(cfg);
+    return r;
+}
+
+static int cmd_register(const struct globals *g, int argc, char **argv)
+{
+    return enroll_command(g, "register", argc, argv, true);
+}
+
+static int cmd_unregister(const struct globals *g, int argc, char **argv)
+{
+    return enroll_command(g, "unregister", argc, argv, false);
 }
 
 static void usage(FILE *f)
@@ -494,6 +606,9 @@ static void usage(FILE *f)
           "  login [--user NAME]            sign in with a device code and store the tokens\n"
           "  status [--user NAME] [--json]  show the signed-in identity and its roles\n"
           "  logout [--user NAME]           delete the stored tokens\n"
+          "  register [--user NAME] [--replace]\n"
+          "           register the agent into its pool (after the stored sign-in passes)\n"
+          "  unregister [--user NAME]       remove the agent from its pool and its files\n"
           "\n"
           "options:\n"
           "  --config PATH   configuration file (default " PG_DEFAULT_CONFIG ")\n"
@@ -509,10 +624,8 @@ static const struct {
     const char *name;
     int (*run)(const struct globals *g, int argc, char **argv);
 } commands[] = {
-    {"validate", cmd_validate},
-    {"login", cmd_login},
-    {"status", cmd_status},
-    {"logout", cmd_logout},
+    {"validate", cmd_validate}, {"login", cmd_login},       {"status", cmd_status},
+    {"logout", cmd_logout},     {"register", cmd_register}, {"unregister", cmd_unregister},
 };
 
 int main(int argc, char **argv)

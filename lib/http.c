@@ -171,19 +171,40 @@ out:
     return r;
 }
 
-int pg_http_get(const struct pg_http_opts *o, const char *url, const char *const *headers,
-                struct pg_http_response *res, struct pg_error *err)
+/* Headers from a NULL-terminated list; NULL with *ok false when out of memory. */
+static struct curl_slist *header_list(const char *const *headers, bool *ok)
 {
-    CURL *c = curl_easy_init();
     struct curl_slist *hdrs = NULL, *next;
-    int r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
-    if (!c)
-        goto out;
+    *ok = true;
     for (size_t i = 0; headers && headers[i]; i++) {
-        if (!(next = curl_slist_append(hdrs, headers[i])))
-            goto out;
+        if (!(next = curl_slist_append(hdrs, headers[i]))) {
+            curl_slist_free_all(hdrs);
+            *ok = false;
+            return NULL;
+        }
         hdrs = next;
     }
+    return hdrs;
+}
+
+int pg_http_request(const struct pg_http_opts *o, const char *method, const char *url,
+                    const char *const *headers, const char *body, struct pg_http_response *res,
+                    struct pg_error *err)
+{
+    CURL *c = curl_easy_init();
+    bool ok = false;
+    struct curl_slist *hdrs = header_list(headers, &ok);
+    int r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    if (!c || !ok)
+        goto out;
+    r = pg_fail(err, PG_ERR_INTERNAL, "cannot set up the HTTP %s request", method);
+    if (strcmp(method, "GET") != 0 &&
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK)
+        goto out;
+    if (body &&
+        (curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
+         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body)) != CURLE_OK))
+        goto out;
     r = perform(c, o, url, hdrs, res, err);
 out:
     curl_slist_free_all(hdrs);
@@ -191,23 +212,21 @@ out:
     return r;
 }
 
+int pg_http_get(const struct pg_http_opts *o, const char *url, const char *const *headers,
+                struct pg_http_response *res, struct pg_error *err)
+{
+    return pg_http_request(o, "GET", url, headers, NULL, res, err);
+}
+
 int pg_http_post_form(const struct pg_http_opts *o, const char *url,
                       const struct pg_form_field *fields, size_t n, struct pg_http_response *res,
                       struct pg_error *err)
 {
-    CURL *c = curl_easy_init();
+    static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
     char *form = NULL;
-    struct curl_slist *hdrs = NULL;
-    int r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
-    if (!c || pg_form_encode(fields, n, &form) < 0 ||
-        !(hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded")) ||
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, form) != CURLE_OK ||
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(form)) != CURLE_OK)
-        goto out;
-    r = perform(c, o, url, hdrs, res, err);
-out:
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
+    if (pg_form_encode(fields, n, &form) < 0)
+        return pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    int r = pg_http_request(o, "POST", url, headers, form, res, err);
     pg_free_secret(form); /* it may carry a device code or refresh token */
     return r;
 }
@@ -258,6 +277,26 @@ int pg_form_encode(const struct pg_form_field *fields, size_t n, char **out)
         p += form_escape(fields[i].value, p);
     }
     *p = '\0';
+    *out = buf;
+    return 0;
+}
+
+int pg_url_escape(const char *s, char **out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *buf = malloc(strlen(s) * 3 + 1), *o = buf;
+    if (!buf)
+        return PG_ERR_NOMEM;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
     *out = buf;
     return 0;
 }

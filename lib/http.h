@@ -43,6 +43,10 @@ struct pg_form_field {
  * [A-Za-z0-9*-._] are percent-encoded and space becomes '+'. */
 int pg_form_encode(const struct pg_form_field *fields, size_t n, char **out);
 
+/* A URI component (RFC 3986): everything but unreserved characters is
+ * percent-encoded, space as %20. */
+int pg_url_escape(const char *s, char **out);
+
 /* One GET or POST.  Any HTTP status is a success at this layer: the caller
  * judges it.  Failures: PG_ERR_NETWORK (connect, TLS, timeout, redirect,
  * refused scheme), PG_ERR_PROTOCOL (response over max_bytes), PG_ERR_NOMEM. */
@@ -51,6 +55,12 @@ int pg_http_get(const struct pg_http_opts *o, const char *url, const char *const
 int pg_http_post_form(const struct pg_http_opts *o, const char *url,
                       const struct pg_form_field *fields, size_t n, struct pg_http_response *res,
                       struct pg_error *err);
+
+/* Any method; `body` (NUL-terminated, may be NULL) is sent as is: its
+ * Content-Type belongs in `headers`. */
+int pg_http_request(const struct pg_http_opts *o, const char *method, const char *url,
+                    const char *const *headers, const char *body, struct pg_http_response *res,
+                    struct pg_error *err);
 
 /* Require status `want` and a JSON body (application/json); else PG_ERR_PROTOCOL. */
 int pg_http_expect_json(const struct pg_http_response *res, long want, const char *what,

@@ -17,10 +17,12 @@
 
 enum pg_msg_type {
     /* requests, to the helper */
-    PG_MSG_LOGIN = 'L',   /* {"config", "uid"}: device sign-in, store the set */
-    PG_MSG_REFRESH = 'R', /* {"config", "uid"}: redeem the stored refresh token */
-    PG_MSG_KEYS = 'K',    /* {"config", "unknown_kid"}: bring the key cache up to date */
-    PG_MSG_LOGOUT = 'O',  /* {"config", "uid"}: delete the stored set */
+    PG_MSG_LOGIN = 'L',      /* {"config", "uid"}: device sign-in, store the set */
+    PG_MSG_REFRESH = 'R',    /* {"config", "uid"}: redeem the stored refresh token */
+    PG_MSG_KEYS = 'K',       /* {"config", "unknown_kid"}: bring the key cache up to date */
+    PG_MSG_LOGOUT = 'O',     /* {"config", "uid"}: delete the stored set */
+    PG_MSG_REGISTER = 'G',   /* {"config", "uid", "agent", "public_key", "replace"}: enroll */
+    PG_MSG_UNREGISTER = 'U', /* {"config", "uid", "agent"}: remove from the pool */
     /* events, from the helper */
     PG_MSG_PROMPT = 'P', /* {"verification_uri", "user_code", "expires_in", "message"?} */
     PG_MSG_DONE = 'D',   /* {"status", "message"}: the last message of every exchange */

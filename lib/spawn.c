@@ -187,3 +187,32 @@ int pg_helper_stop(struct pg_helper *h, bool kill_it)
     h->pid = -1;
     return ws;
 }
+
+/* The status of DONE (the CLI's exit codes) as a library result. */
+static int from_status(json_int_t status)
+{
+    static const int codes[] = {0, PG_ERR_DENIED, PG_ERR_CONFIG, PG_ERR_NETWORK};
+    return status >= 0 && status <= 3 ? codes[status] : PG_ERR_PROTOCOL;
+}
+
+int pg_helper_call(struct pg_helper *h, enum pg_msg_type type, json_t *request, int64_t deadline_ms,
+                   json_t **done, struct pg_error *err)
+{
+    enum pg_msg_type t = PG_MSG_DONE;
+    json_t *p = NULL;
+    *done = NULL;
+    int r = pg_helper_start(h, type, request, err);
+    if (r == 0 && (r = pg_helper_event(h, deadline_ms, &t, &p, err)) == PG_ERR_DENIED)
+        r = pg_fail(err, PG_ERR_NETWORK, "the helper did not answer in time");
+    json_t *status = json_object_get(p, "status");
+    const char *msg = json_string_value(json_object_get(p, "message"));
+    if (r == 0 && (t != PG_MSG_DONE || !json_is_integer(status) || !msg))
+        r = pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: unexpected message");
+    if (r == 0 && (r = from_status(json_integer_value(status))) < 0)
+        pg_fail(err, r, "%s", msg);
+    pg_helper_stop(h, !p); /* no answer: it may still be running */
+    if (r == 0)
+        *done = TAKE_PTR(p);
+    json_decref(p);
+    return r;
+}

@@ -55,6 +55,16 @@ int pg_helper_event(struct pg_helper *h, int64_t deadline_ms, enum pg_msg_type *
                     json_t **payload, struct pg_error *err);
 
 /*
+ * A whole exchange that needs no conversation: start, wait for DONE until
+ * deadline_ms, stop.  A DONE with status 0 is returned in *done (the
+ * caller's to release); another status becomes the matching error
+ * (1 PG_ERR_DENIED, 2 PG_ERR_CONFIG, 3 PG_ERR_NETWORK) with the helper's
+ * message.
+ */
+int pg_helper_call(struct pg_helper *h, enum pg_msg_type type, json_t *request, int64_t deadline_ms,
+                   json_t **done, struct pg_error *err);
+
+/*
  * Close our end and reap the helper.  With `kill`, or when it has not
  * exited within a grace period, it is killed with SIGKILL first.  Returns
  * the wait status, or -1 when it was reaped by someone else (a host process

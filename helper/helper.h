@@ -1,0 +1,40 @@
+/* What the helper's request handlers share (helper.c, enroll.c). */
+#ifndef PG_HELPER_H
+#define PG_HELPER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "http.h"
+#include "oidc.h"
+#include "store.h"
+
+#define LOCK_TIMEOUT_MS 10000
+
+struct request {
+    struct pg_config *cfg;
+    json_t *payload; /* the request as received */
+    uid_t uid;
+    bool unknown_kid;
+    bool qr;        /* draw a QR code of the sign-in address into the PROMPT */
+    char *token;    /* the gate token of a stored set, for DONE */
+    json_t *result; /* more members for DONE, on success */
+    struct pg_http_opts http;
+    struct pg_error err;
+};
+
+/* The provider's endpoints: from the config, else discovery (cached). */
+int endpoints(struct request *q, struct pg_discovery *d);
+
+/* The caller's store directory, locked against concurrent refreshes. */
+int open_store_locked(struct request *q, bool create, int *dir, int *lock);
+
+/* Check a set's gate token under the whole policy with the cached keys;
+ * *unknown_kid tells whether it failed only for want of its signing key. */
+int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid);
+
+int do_register(struct request *q);
+int do_unregister(struct request *q);
+
+#endif

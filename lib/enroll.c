@@ -1,0 +1,208 @@
+/*
+ * The caller's half of agent registration (see enroll.h; the helper's half
+ * is helper/enroll.c).
+ *
+ * MUST:
+ *   - Generate the private key here and send only its public half.
+ *   - Touch the pool only after every local precondition holds (config,
+ *     agent_dir), and the agent's files only after the pool accepted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "agentfiles.h"
+#include "enroll.h"
+#include "internal.h"
+
+/* Extra time for the helper beyond login_timeout (its own deadline). */
+#define HELPER_SLACK_MS 30000
+
+int pg_agent_name(const struct pg_config *cfg, char *out, size_t outsz, struct pg_error *err)
+{
+    char host[256] = "";
+    if (cfg->agent_name) {
+        snprintf(out, outsz, "%s", cfg->agent_name);
+        return 0;
+    }
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        return pg_fail(err, PG_ERR_CONFIG, "agent_name is not set and the host has no name");
+    host[strcspn(host, ".")] = '\0'; /* the short name, as the agent's default */
+    snprintf(out, outsz, "%s", host);
+    return 0;
+}
+
+/* The processor as .NET's agent names it in Agent.OSArchitecture. */
+static const char *architecture(const char *machine)
+{
+    static const struct {
+        const char *prefix, *name;
+    } map[] = {{"x86_64", "X64"}, {"aarch64", "ARM64"}, {"arm", "ARM"},
+               {"i686", "X86"},   {"i386", "X86"},      {"s390x", "S390X"}};
+    for (size_t i = 0; i < PG_ARRAY_SIZE(map); i++)
+        if (strncmp(machine, map[i].prefix, strlen(map[i].prefix)) == 0)
+            return map[i].name;
+    return machine;
+}
+
+static int preconditions(const struct pg_config *cfg, struct pg_error *err)
+{
+    if (!cfg->organization_url)
+        return pg_fail(err, PG_ERR_CONFIG, "organization_url is not set in the configuration");
+    if (!cfg->agent_dir)
+        return pg_fail(err, PG_ERR_CONFIG, "agent_dir is not set in the configuration");
+    int fd = open(cfg->agent_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", cfg->agent_dir, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+/* The request: who, what to register, and the public key. */
+static json_t *register_request(const struct pg_enroll *e, const char *name, EVP_PKEY *key,
+                                struct pg_error *err)
+{
+    struct utsname u;
+    char host[256] = "", os[600];
+    char *modulus = NULL, *exponent = NULL;
+    json_t *req = NULL;
+    if (!e->cfg->agent_version) {
+        pg_fail(err, PG_ERR_CONFIG, "agent_version is not set in the configuration");
+        return NULL;
+    }
+    if (uname(&u) < 0 || gethostname(host, sizeof(host) - 1) < 0) {
+        pg_fail(err, PG_ERR_INTERNAL, "cannot read the host's name: %s", strerror(errno));
+        return NULL;
+    }
+    host[strcspn(host, ".")] = '\0';
+    snprintf(os, sizeof(os), "%s %s %s", u.sysname, u.release, u.version);
+    if (pg_agent_public_key(key, &modulus, &exponent, err) == 0 &&
+        !(req = json_pack("{s:s, s:I, s:b, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:{s:s, s:s}}",
+                          "config", e->config_path, "uid", (json_int_t)e->uid, "replace",
+                          e->replace, "agent", "name", name, "version", e->cfg->agent_version,
+                          "os_description", os, "os_architecture", architecture(u.machine),
+                          "computer_name", host, "home_directory", e->cfg->agent_dir, "public_key",
+                          "modulus", modulus, "exponent", exponent)))
+        pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    free(modulus);
+    free(exponent);
+    return req;
+}
+
+static int call(const struct pg_enroll *e, enum pg_msg_type type, json_t *req, json_t **done,
+                struct pg_error *err)
+{
+    struct pg_helper h = e->helper;
+    int64_t deadline = pg_monotonic_ms() + e->cfg->login_timeout * 1000L + HELPER_SLACK_MS;
+    return req ? pg_helper_call(&h, type, req, deadline, done, err) : PG_ERR_NOMEM;
+}
+
+/* DONE's "agent" as the files need it; NULL members make it malformed. */
+static int settings_from(json_t *done, const struct pg_config *cfg, struct pg_agent_settings *s,
+                         struct pg_enrolled *out, struct pg_error *err)
+{
+    json_t *a = json_object_get(done, "agent");
+    const char *server = json_string_value(json_object_get(a, "server_url"));
+    *s = (struct pg_agent_settings){
+        .agent_id = json_integer_value(json_object_get(a, "id")),
+        .agent_name = json_string_value(json_object_get(a, "name")),
+        .pool_id = json_integer_value(json_object_get(a, "pool_id")),
+        .pool_name = json_string_value(json_object_get(a, "pool")),
+        /* The agent keeps the URL it was given when the service names none. */
+        .server_url = server ? server : cfg->organization_url,
+        .client_id = json_string_value(json_object_get(a, "client_id")),
+        .authorization_url = json_string_value(json_object_get(a, "authorization_url"))};
+    if (s->agent_id <= 0 || !s->agent_name || s->pool_id <= 0 || !s->pool_name)
+        return pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: malformed agent");
+    out->agent_id = s->agent_id;
+    out->pool_id = s->pool_id;
+    out->replaced = json_is_true(json_object_get(done, "replaced"));
+    snprintf(out->agent_name, sizeof(out->agent_name), "%s", s->agent_name);
+    return 0;
+}
+
+int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err)
+{
+    EVP_PKEY *key = NULL;
+    json_t *done = NULL;
+    struct pg_agent_settings s;
+    struct pg_agent_files files = {0};
+    char name[257];
+    memset(out, 0, sizeof(*out));
+    int r = preconditions(e->cfg, err);
+    if (r == 0)
+        r = pg_agent_name(e->cfg, name, sizeof(name), err);
+    if (r == 0)
+        r = pg_agent_key_new(&key, err);
+    if (r == 0) {
+        json_t *req = register_request(e, name, key, err);
+        r = req ? call(e, PG_MSG_REGISTER, req, &done, err) : err->code;
+        json_decref(req);
+    }
+    if (r == 0)
+        r = settings_from(done, e->cfg, &s, out, err);
+    if (r == 0 && (s.client_id == NULL || s.authorization_url == NULL))
+        r = pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: the agent has no OAuth client");
+    if (r == 0)
+        r = pg_agent_files_render(key, &s, &files, err);
+    if (r == 0)
+        r = pg_agent_files_write(e->cfg->agent_dir, e->uid, e->gid, &files, err);
+    pg_agent_files_clear(&files);
+    json_decref(done);
+    EVP_PKEY_free(key);
+    return r;
+}
+
+int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err)
+{
+    json_t *done = NULL;
+    char name[257];
+    memset(out, 0, sizeof(*out));
+    int r = preconditions(e->cfg, err);
+    if (r == 0)
+        r = pg_agent_name(e->cfg, name, sizeof(name), err);
+    if (r == 0) {
+        json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
+                                (json_int_t)e->uid, "agent", "name", name);
+        r = call(e, PG_MSG_UNREGISTER, req, &done, err);
+        json_decref(req);
+    }
+    if (r == 0) {
+        json_t *a = json_object_get(done, "agent");
+        out->agent_id = json_integer_value(json_object_get(a, "id"));
+        out->pool_id = json_integer_value(json_object_get(a, "pool_id"));
+        out->was_gone = json_is_true(json_object_get(done, "was_gone"));
+        snprintf(out->agent_name, sizeof(out->agent_name), "%s", name);
+    }
+    if (r == 0)
+        r = pg_agent_files_remove(e->cfg->agent_dir, e->uid, e->gid, err);
+    json_decref(done);
+    return r;
+}
+
+/* Text from a token or a server, made safe for one log line in quotes. */
+static void quoted(char *out, size_t outsz, const char *in)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : "-"); *p && o + 1 < outsz; p++)
+        out[o++] = *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\' ? '?' : (char)*p;
+    out[o] = '\0';
+}
+
+void pg_enroll_audit(char *out, size_t outsz, const struct pg_enroll_audit *a)
+{
+    const struct pg_identity *id = a->operator;
+    char name[128], agent[128], reason[PG_ERROR_MAX], pool[128];
+    quoted(name, sizeof(name), id && id->name ? id->name : "-");
+    quoted(agent, sizeof(agent), a->agent_name);
+    quoted(pool, sizeof(pool), a->cfg->pool);
+    quoted(reason, sizeof(reason), a->reason && a->reason[0] ? a->reason : "ok");
+    snprintf(out, outsz,
+             "%s user=%s operator_oid=%s tid=%s name=\"%s\" organization=%s pool=\"%s\" "
+             "agent=\"%s\" agent_id=%lld outcome=%s reason=\"%s\"",
+             a->action, a->user, id && id->oid ? id->oid : "-", id && id->tid ? id->tid : "-", name,
+             a->cfg->organization_url ? a->cfg->organization_url : "-", pool, agent,
+             (long long)a->agent_id, a->outcome, reason);
+}

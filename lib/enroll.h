@@ -1,0 +1,58 @@
+/*
+ * Agent registration as the privileged caller does it (the CLI run through
+ * sudo, the PAM module's session phase): make the key pair here, let the
+ * helper talk to Azure DevOps, write the agent's files as the agent account.
+ * The caller checks the gate before and writes the audit line after.
+ */
+#ifndef PG_ENROLL_H
+#define PG_ENROLL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "spawn.h"
+
+struct pg_enroll {
+    const struct pg_config *cfg;
+    const char *config_path; /* sent to the helper, which loads and checks it itself */
+    struct pg_helper helper; /* path, uid, gid, stderr_fd */
+    uid_t uid;               /* the agent account: whose token set, whose files */
+    gid_t gid;
+    bool replace;
+};
+
+struct pg_enrolled {
+    int64_t agent_id;
+    int64_t pool_id;
+    char agent_name[257];
+    bool replaced; /* register: an agent of that name was replaced */
+    bool was_gone; /* unregister: the pool no longer had it */
+};
+
+/* agent_name, or the short host name when it is not set. */
+int pg_agent_name(const struct pg_config *cfg, char *out, size_t outsz, struct pg_error *err);
+
+/* Register (or with `replace`, re-register) the agent and write its files.
+ * A failure leaves any files already in agent_dir as they were. */
+int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err);
+
+/* Remove the agent from its pool, then its files. */
+int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err);
+
+/* What the audit line of a pool change names. */
+struct pg_enroll_audit {
+    const char *action;                 /* register, unregister */
+    const char *user;                   /* the local (agent) account */
+    const struct pg_identity *operator; /* who signed in; NULL when unknown */
+    const struct pg_config *cfg;        /* organization and pool */
+    const char *agent_name;
+    int64_t agent_id;    /* 0 when none */
+    const char *outcome; /* registered, replaced, unregistered, refused, failed */
+    const char *reason;
+};
+
+/* The line, for LOG_AUTHPRIV (library code logs nothing itself). */
+void pg_enroll_audit(char *out, size_t outsz, const struct pg_enroll_audit *a);
+
+#endif
