@@ -27,6 +27,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "agentfiles.h"
+#include "enroll.h"
 #include "gate.h"
 #include "internal.h"
 #include "pg-build-config.h"
@@ -55,6 +57,7 @@ struct gate {
     int flags;
     const char *service, *user, *tty;
     uid_t uid;
+    gid_t gid;
     struct pg_config *cfg;
     struct pg_helper helper; /* path and account; started per request */
     const char *via;         /* how the token was obtained, for the audit line */
@@ -425,6 +428,7 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
         return PAM_USER_UNKNOWN;
     }
     g->uid = found->pw_uid;
+    g->gid = found->pw_gid;
     struct pg_error err = {0};
     if ((r = pg_config_load(g->a.config, &g->cfg, &err)) == 0)
         r = pg_helper_account(g->cfg->helper_user, &g->helper.uid, &g->helper.gid, &err);
@@ -517,17 +521,61 @@ PG_PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const 
     return bystander(pamh, argc, argv, &a);
 }
 
+/*
+ * Session-time enrollment: register the agent when agent_dir has no .agent
+ * yet, on the identity the auth phase verified (verified again now).  The
+ * outcome is logged and told to the user; PAM_SESSION_ERR lets the stack
+ * decide whether a failure ends the login (`session required`) or not.
+ */
+static int enroll_at_session(struct gate *g)
+{
+    struct pg_enrolled done = {0};
+    struct pg_error err = {0};
+    const void *kept = NULL;
+    char line[2048];
+    if (g->cfg->agent_dir && pg_agent_registered(g->cfg->agent_dir)) {
+        debug(g, "agent already registered");
+        return PAM_SUCCESS;
+    }
+    int r = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept ? verify(g, kept)
+                                                                          : stored(g, true);
+    bool gated = r == 0;
+    if (gated) {
+        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false};
+        if ((r = pg_enroll(&e, &done, &err)) < 0)
+            snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
+    }
+    if (!done.agent_name[0])
+        pg_agent_name(g->cfg, done.agent_name, sizeof(done.agent_name), NULL);
+    pg_enroll_audit(line, sizeof(line),
+                    &(struct pg_enroll_audit){"register", g->user, &g->res.id, g->cfg,
+                                              done.agent_name, done.agent_id,
+                                              r == 0   ? "registered"
+                                              : !gated ? "refused"
+                                                       : "failed",
+                                              g->reason});
+    pam_syslog(g->pamh, LOG_AUTHPRIV | (r == 0 ? LOG_NOTICE : LOG_WARNING), "%s", line);
+    if (r == 0)
+        snprintf(line, sizeof(line),
+                 "poolgate: agent '%s' registered in pool '%s' (agent id %lld).", done.agent_name,
+                 g->cfg->pool, (long long)done.agent_id);
+    else
+        snprintf(line, sizeof(line), "poolgate: the agent was not registered: %.400s", g->reason);
+    if (r < 0 || !(g->flags & PAM_SILENT))
+        converse(g->pamh, r == 0 ? PAM_TEXT_INFO : PAM_ERROR_MSG, line);
+    return r == 0 ? PAM_SUCCESS : r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SESSION_ERR;
+}
+
 PG_PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-    (void)flags;
     struct args a;
     int r = bystander(pamh, argc, argv, &a);
-    if (r == PAM_SUCCESS && a.reg) {
-        /* Registration at session start comes with `poolgate register`;
-         * refusing is safer than letting an admin believe it happened. */
-        pam_syslog(pamh, LOG_ERR, "register: agent registration is not available in this build");
-        r = PAM_SESSION_ERR;
-    }
+    if (r != PAM_SUCCESS || !a.reg)
+        return r;
+    struct gate g;
+    if ((r = gate_open(&g, pamh, flags, argc, argv)) == PAM_SUCCESS)
+        r = enroll_at_session(&g);
+    gate_close(&g);
     return r;
 }
 

@@ -556,6 +556,52 @@ static void test_qr_code(void **state)
     assert_null(strstr(plain.text, "\xe2\x96\x88"));
 }
 
+/* session ... register: the first login enrolls the agent, the next does not. */
+static void test_session_register(void **state)
+{
+    (void)state;
+    char extra[1024], dir[512], path[600];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s/agent", work);
+    mkdir(dir, 0755);
+    snprintf(extra, sizeof(extra),
+             "organization_url = %s\npool = Build Hosts\nagent_dir = %s\nagent_name = pam-agent\n"
+             "agent_version = 4.248.0\n",
+             getenv("PG_DEVOPS_ORG"), dir);
+    write_conf(conf, extra);
+    service("pg-session", "auth required MOD reauth prompt=info\nsession required MOD register\n");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    int session = -1;
+    assert_int_equal(run("pg-session", &op, 0, PAMTEST_OPEN_SESSION, &session), PAM_SUCCESS);
+    assert_int_equal(session, PAM_SUCCESS);
+    snprintf(path, sizeof(path), "%s/.agent", dir);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_logged("register user=");
+    assert_logged("pool=\"Build Hosts\" agent=\"pam-agent\"");
+    assert_logged("outcome=registered");
+    assert_non_null(strstr(op.text, "agent 'pam-agent' registered in pool 'Build Hosts'"));
+
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator again = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run("pg-session", &again, 0, PAMTEST_OPEN_SESSION, &session), PAM_SUCCESS);
+    assert_int_equal(session, PAM_SUCCESS);
+    assert_null(strstr(logbuf, "register user="));
+
+    /* The pool has the agent but the files are gone: no silent replace. */
+    unlink(path);
+    struct operator third = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run("pg-session", &third, 0, PAMTEST_OPEN_SESSION, &session), PAM_SUCCESS);
+    assert_int_equal(session, PAM_SESSION_ERR);
+    assert_int_equal(third.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(third.text, "use --replace"));
+    assert_logged("outcome=failed");
+    assert_int_equal(lstat(path, &st), -1);
+    write_conf(conf, "");
+    assert_no_children();
+}
+
 static void test_broken_setup(void **state)
 {
     (void)state;
@@ -719,6 +765,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_code_expires, setup),
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
+        cmocka_unit_test_setup(test_session_register, setup),
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
         cmocka_unit_test_setup(test_faults, setup),
