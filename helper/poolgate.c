@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <syslog.h>
 
+#include "agentfiles.h"
 #include "enroll.h"
 #include "exchange.h"
 #include "fileio.h"
@@ -154,7 +155,9 @@ static void set_opt_string(json_t *o, const char *key, const char *v)
         json_object_set_new(o, key, json_string(v));
 }
 
-static int print_identity(const struct pg_identity *id)
+/* The identity as JSON on stdout; `registered` (status only; -1: leave
+ * out) tells whether agent_dir holds the agent's registration. */
+static int print_identity(const struct pg_identity *id, int registered)
 {
     json_t *o = json_object();
     if (!o)
@@ -172,6 +175,8 @@ static int print_identity(const struct pg_identity *id)
     json_object_set_new(o, "roles", strlist_json(&id->roles));
     set_opt_string(o, "name", id->name);
     json_object_set_new(o, "app_only", json_boolean(id->app_only));
+    if (registered >= 0)
+        json_object_set_new(o, "registered", json_boolean(registered));
     char *text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(o);
     if (!text)
@@ -329,7 +334,7 @@ static int cmd_validate(const struct globals *g, int argc, char **argv)
         goto out;
     int v = ks ? pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = a.now}, &res)
                : verify_cached(g, cfg, &h, tok, a.now, &res);
-    r = v == 0 ? print_identity(&res.id) : report_verify(v, &res);
+    r = v == 0 ? print_identity(&res.id, -1) : report_verify(v, &res);
 out:
     if (tok) {
         pg_memzero(tok, len);
@@ -467,10 +472,14 @@ static int cmd_status(const struct globals *g, int argc, char **argv)
         r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res);
     if (r == EXIT_DENIED && refresh)
         fprintf(stderr, "a refresh token is stored: the next sign-in may not need the code\n");
+    int registered = cfg && cfg->agent_dir ? pg_agent_registered(cfg->agent_dir) : -1;
     if (r == 0 && a.json)
-        r = print_identity(&res.id);
+        r = print_identity(&res.id, registered);
     else if (r == 0)
         describe(&res.id);
+    if (r == 0 && !a.json && registered >= 0)
+        fprintf(stderr, "agent: %s in %s\n", registered ? "registered" : "not registered",
+                cfg->agent_dir);
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
     return r;
