@@ -3,7 +3,7 @@
  * by the privileged caller (never the helper): the agent's key pair, and
  * `.agent`, `.credentials`, `.credentials_rsaparams` in agent_dir.
  *
- * docs/agent-files.md shows the format: UTF-8 with a byte order mark,
+ * docs/registration.md shows the format: UTF-8 with a byte order mark,
  * JSON indented by two spaces, no final newline, keys in the agent's order;
  * every RSA parameter standard base64 at the fixed length .NET's
  * RSA.ImportParameters demands.

@@ -44,7 +44,7 @@ static const char *text_member(json_t *o, const char *key, size_t max)
 {
     json_t *v = json_object_get(o, key);
     const char *s = json_string_value(v);
-    if (!s || json_string_length(v) != strlen(s) || strlen(s) > max || !plain_text(s))
+    if (!s || !*s || json_string_length(v) != strlen(s) || strlen(s) > max || !plain_text(s))
         return NULL;
     return s;
 }

@@ -1,0 +1,624 @@
+/*
+ * The agent's registration files: byte for byte against golden files that
+ * tests/fixtures/mkgolden_agent.py computed independently in Python, the
+ * fixed width of every RSA parameter over fresh keys, and putting the files
+ * in place: mode, atomic replacement, links refused, failures that leave the
+ * previous files intact, removal.
+ *
+ *   test_agentfiles GOLDEN_DIR      (or PG_GOLDEN_AGENT=GOLDEN_DIR)
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agentfiles.h"
+#include "goldenkit.h"
+#include "poolgate/poolgate.h"
+
+#define BOM "\xef\xbb\xbf"
+/* An account that owns nothing here, for the tests that run as root. */
+#define OTHER_UID 65534
+
+/* The settings mkgolden_agent.py rendered the golden files with (SETTINGS there). */
+static const struct pg_agent_settings SETTINGS = {
+    .agent_id = 17,
+    .agent_name = "build-01",
+    .pool_id = 7,
+    .pool_name = "Build Hosts",
+    .server_url = "https://dev.azure.com/contoso/",
+    .client_id = "0b6a4c3e-1f2d-4e5f-8a9b-0c1d2e3f4a5b",
+    .authorization_url = "https://vstoken.dev.azure.com/11111111-2222-3333-4444-555555555555",
+};
+
+/* Other settings, so that a replacement is told apart from the original. */
+static const struct pg_agent_settings OTHER = {
+    .agent_id = 18,
+    .agent_name = "build-02",
+    .pool_id = 8,
+    .pool_name = "Release Hosts",
+    .server_url = "https://dev.azure.com/fabrikam/",
+    .client_id = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
+    .authorization_url = "https://vstoken.dev.azure.com/66666666-7777-8888-9999-000000000000",
+};
+
+/* The RSA parameters with their widths in bytes (0: minimal). */
+static const struct {
+    const char *json, *param;
+    int width;
+} PARAMS[] = {
+    {"d", OSSL_PKEY_PARAM_RSA_D, 256},
+    {"dp", OSSL_PKEY_PARAM_RSA_EXPONENT1, 128},
+    {"dq", OSSL_PKEY_PARAM_RSA_EXPONENT2, 128},
+    {"exponent", OSSL_PKEY_PARAM_RSA_E, 0},
+    {"inverseQ", OSSL_PKEY_PARAM_RSA_COEFFICIENT1, 128},
+    {"modulus", OSSL_PKEY_PARAM_RSA_N, 256},
+    {"p", OSSL_PKEY_PARAM_RSA_FACTOR1, 128},
+    {"q", OSSL_PKEY_PARAM_RSA_FACTOR2, 128},
+};
+#define NPARAMS (sizeof(PARAMS) / sizeof(PARAMS[0]))
+
+static const char *golden_dir;
+static EVP_PKEY *golden_key;
+static char top[64];   /* per test: a private temporary directory */
+static char adir[128]; /* per test: top/agent, the agent_dir */
+
+/* ---- helpers ------------------------------------------------------------- */
+
+struct blob {
+    char *data; /* NUL-terminated; NULL when the file could not be read */
+    size_t len;
+};
+
+static struct blob slurp(const char *path)
+{
+    struct blob b = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return b;
+    size_t cap = 4096;
+    b.data = malloc(cap);
+    for (size_t n; b.data && (n = fread(b.data + b.len, 1, cap - b.len - 1, f)) > 0;) {
+        b.len += n;
+        if (cap - b.len < 2)
+            b.data = realloc(b.data, cap *= 2);
+    }
+    if (b.data)
+        b.data[b.len] = '\0';
+    fclose(f);
+    return b;
+}
+
+static struct blob in_dir(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return slurp(path);
+}
+
+static struct blob golden(const char *name)
+{
+    struct blob b = in_dir(golden_dir, name);
+    if (!b.data)
+        fail_msg("cannot read golden file %s/%s (run tests/fixtures/mkgolden_agent.py)", golden_dir,
+                 name);
+    return b;
+}
+
+/* One of the agent's files parsed as JSON, after its byte order mark. */
+static json_t *parse_agent_text(const char *text, size_t len)
+{
+    assert_true(len >= 3);
+    assert_memory_equal(text, BOM, 3);
+    json_error_t jerr;
+    json_t *doc = json_loadb(text + 3, len - 3, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc)
+        fail_msg("not JSON: %s", jerr.text);
+    return doc;
+}
+
+static void assert_file_is(const char *dir, const char *name, const char *text, size_t len)
+{
+    struct blob b = in_dir(dir, name);
+    if (!b.data)
+        fail_msg("%s/%s: %s", dir, name, strerror(errno));
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, text, len);
+    free(b.data);
+}
+
+static void assert_files_are(const char *dir, const struct pg_agent_files *f)
+{
+    for (int i = 0; i < PG_AGENT_FILES; i++)
+        assert_file_is(dir, pg_agent_file_names[i], f->text[i], f->len[i]);
+}
+
+/* Names in dir other than . and .., and how many end in ".poolgate-new". */
+static int count_entries(const char *dir, int *leftovers)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0, tmp = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        n++;
+        size_t l = strlen(e->d_name), s = strlen(".poolgate-new");
+        tmp += l > s && strcmp(e->d_name + l - s, ".poolgate-new") == 0;
+    }
+    closedir(d);
+    if (leftovers)
+        *leftovers = tmp;
+    return n;
+}
+
+static void assert_no_leftovers(const char *dir)
+{
+    int leftovers = -1;
+    count_entries(dir, &leftovers);
+    assert_int_equal(leftovers, 0);
+}
+
+static bool exists_nofollow(const char *dir, const char *name)
+{
+    char path[1024];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return lstat(path, &st) == 0;
+}
+
+static void render(EVP_PKEY *key, const struct pg_agent_settings *s, struct pg_agent_files *f)
+{
+    struct pg_error err = {0};
+    int r = pg_agent_files_render(key, s, f, &err);
+    if (r != 0)
+        fail_msg("render: %d %s", r, err.msg);
+}
+
+static void write_as_me(const char *dir, const struct pg_agent_files *f)
+{
+    struct pg_error err = {0};
+    int r = pg_agent_files_write(dir, getuid(), getgid(), f, &err);
+    if (r != 0)
+        fail_msg("write: %d %s", r, err.msg);
+}
+
+/* The parameter as OpenSSL gives it (goldenkit.h). */
+static char *expected_param(EVP_PKEY *key, const char *param, int width)
+{
+    char *out = golden_param_b64(key, param, width);
+    assert_non_null(out);
+    return out;
+}
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    golden_key = golden_key_load(golden_dir);
+    return golden_key ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    EVP_PKEY_free(golden_key);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(top, "/tmp/pg-agentfiles-XXXXXX");
+    if (!mkdtemp(top))
+        return -1;
+    snprintf(adir, sizeof(adir), "%s/agent", top);
+    return mkdir(adir, 0755);
+}
+
+/* Modes are restored first: a test may leave a directory unwritable. */
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' && rm -rf '%s'", top, top);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+static void test_render_golden(void **state)
+{
+    (void)state;
+    struct pg_agent_files f;
+    render(golden_key, &SETTINGS, &f);
+    for (int i = 0; i < PG_AGENT_FILES; i++) {
+        struct blob want = golden(pg_agent_file_names[i]);
+        if (f.len[i] != want.len || memcmp(f.text[i], want.data, want.len) != 0)
+            fail_msg("%s differs from the golden file:\n--- got\n%s\n--- want\n%s",
+                     pg_agent_file_names[i], f.text[i], want.data);
+        free(want.data);
+    }
+    pg_agent_files_clear(&f);
+    for (int i = 0; i < PG_AGENT_FILES; i++)
+        assert_null(f.text[i]);
+}
+
+/* The golden key must keep testing the padding: some parameter is shorter
+ * than its width (mkgolden_agent.py chose it so). */
+static void test_golden_key_needs_padding(void **state)
+{
+    (void)state;
+    int short_params = 0;
+    for (size_t i = 0; i < NPARAMS; i++) {
+        BIGNUM *bn = NULL;
+        assert_true(EVP_PKEY_get_bn_param(golden_key, PARAMS[i].param, &bn));
+        short_params += PARAMS[i].width && BN_num_bytes(bn) < PARAMS[i].width;
+        BN_free(bn);
+    }
+    assert_true(short_params > 0);
+}
+
+static void test_public_key_golden(void **state)
+{
+    (void)state;
+    struct pg_error err = {0};
+    char *modulus = NULL, *exponent = NULL;
+    assert_int_equal(pg_agent_public_key(golden_key, &modulus, &exponent, &err), 0);
+
+    struct blob params = golden(".credentials_rsaparams");
+    json_t *doc = parse_agent_text(params.data, params.len);
+    assert_string_equal(modulus, json_string_value(json_object_get(doc, "modulus")));
+    assert_string_equal(exponent, json_string_value(json_object_get(doc, "exponent")));
+    json_decref(doc);
+    free(params.data);
+
+    struct blob body = golden("body-add.json");
+    json_error_t jerr;
+    doc = json_loadb(body.data, body.len, 0, &jerr);
+    json_t *pub = json_object_get(json_object_get(doc, "authorization"), "publicKey");
+    assert_string_equal(modulus, json_string_value(json_object_get(pub, "modulus")));
+    assert_string_equal(exponent, json_string_value(json_object_get(pub, "exponent")));
+    json_decref(doc);
+    free(body.data);
+    free(modulus);
+    free(exponent);
+}
+
+/* Every parameter of a rendered key: its value, at its fixed width. */
+static void check_rsaparams(EVP_PKEY *key, const struct pg_agent_files *f)
+{
+    json_t *doc =
+        parse_agent_text(f->text[PG_AGENT_FILE_RSAPARAMS], f->len[PG_AGENT_FILE_RSAPARAMS]);
+    assert_int_equal(json_object_size(doc), NPARAMS + 1);
+    assert_string_equal(json_string_value(json_object_get(doc, "ContainerName")), "");
+    for (size_t i = 0; i < NPARAMS; i++) {
+        const char *got = json_string_value(json_object_get(doc, PARAMS[i].json));
+        char *want = expected_param(key, PARAMS[i].param, PARAMS[i].width);
+        assert_non_null(got);
+        if (PARAMS[i].width)
+            assert_int_equal(strlen(got), 4 * ((PARAMS[i].width + 2) / 3));
+        if (strcmp(got, want) != 0)
+            fail_msg("%s: got %s, want %s", PARAMS[i].json, got, want);
+        free(want);
+    }
+    json_decref(doc);
+}
+
+static void test_fresh_keys_fixed_width(void **state)
+{
+    (void)state;
+    struct pg_error err = {0};
+    for (int k = 0; k < 20; k++) {
+        EVP_PKEY *key = NULL;
+        struct pg_agent_files f;
+        assert_int_equal(pg_agent_key_new(&key, &err), 0);
+        assert_int_equal(EVP_PKEY_get_bits(key), 2048);
+        render(key, &SETTINGS, &f);
+        check_rsaparams(key, &f);
+        pg_agent_files_clear(&f);
+        EVP_PKEY_free(key);
+    }
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void test_write_creates(void **state)
+{
+    (void)state;
+    struct pg_agent_files f;
+    render(golden_key, &SETTINGS, &f);
+    assert_false(pg_agent_registered(adir));
+    write_as_me(adir, &f);
+    for (int i = 0; i < PG_AGENT_FILES; i++) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", adir, pg_agent_file_names[i]);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(st.st_uid, getuid());
+    }
+    assert_files_are(adir, &f);
+    assert_int_equal(count_entries(adir, NULL), PG_AGENT_FILES);
+    assert_no_leftovers(adir);
+    assert_true(pg_agent_registered(adir));
+    pg_agent_files_clear(&f);
+}
+
+/* A second write puts new files in by rename: a reader holding the old
+ * file still sees it whole, never a mix. */
+static void test_write_replaces(void **state)
+{
+    (void)state;
+    struct pg_agent_files a, b;
+    render(golden_key, &SETTINGS, &a);
+    render(golden_key, &OTHER, &b);
+    write_as_me(adir, &a);
+
+    char path[512];
+    struct stat before, after;
+    snprintf(path, sizeof(path), "%s/.agent", adir);
+    int old = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(old >= 0);
+    assert_int_equal(fstat(old, &before), 0);
+
+    write_as_me(adir, &b);
+    assert_files_are(adir, &b);
+    assert_no_leftovers(adir);
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(after.st_ino != before.st_ino);
+
+    char buf[1024];
+    ssize_t n = pread(old, buf, sizeof(buf), 0);
+    assert_int_equal(n, (ssize_t)a.len[PG_AGENT_FILE_AGENT]);
+    assert_memory_equal(buf, a.text[PG_AGENT_FILE_AGENT], (size_t)n);
+    close(old);
+    pg_agent_files_clear(&a);
+    pg_agent_files_clear(&b);
+}
+
+/* What an interrupted run left beside the final names is no obstacle. */
+static void test_write_over_stale_temporaries(void **state)
+{
+    (void)state;
+    for (int i = 0; i < PG_AGENT_FILES; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s.poolgate-new", adir, pg_agent_file_names[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("torn", f);
+        fclose(f);
+    }
+    struct pg_agent_files f;
+    render(golden_key, &SETTINGS, &f);
+    write_as_me(adir, &f);
+    assert_files_are(adir, &f);
+    assert_no_leftovers(adir);
+    pg_agent_files_clear(&f);
+}
+
+static void test_registered(void **state)
+{
+    (void)state;
+    char path[512];
+    assert_false(pg_agent_registered(adir));
+    snprintf(path, sizeof(path), "%s/missing", top);
+    assert_false(pg_agent_registered(path));
+
+    /* .agent must be a regular file: a directory of that name is not one. */
+    snprintf(path, sizeof(path), "%s/.agent", adir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_false(pg_agent_registered(adir));
+    assert_int_equal(rmdir(path), 0);
+
+    struct pg_agent_files f;
+    render(golden_key, &SETTINGS, &f);
+    write_as_me(adir, &f);
+    assert_true(pg_agent_registered(adir));
+    pg_agent_files_clear(&f);
+}
+
+/* agent_dir itself a link: the account could point it anywhere. */
+static void test_agent_dir_symlink(void **state)
+{
+    (void)state;
+    char target[256], link[256];
+    snprintf(target, sizeof(target), "%s/target", top);
+    snprintf(link, sizeof(link), "%s/link", top);
+    assert_int_equal(mkdir(target, 0755), 0);
+    assert_int_equal(symlink(target, link), 0);
+
+    struct pg_agent_files f;
+    struct pg_error err = {0};
+    render(golden_key, &SETTINGS, &f);
+    assert_int_equal(pg_agent_files_write(link, getuid(), getgid(), &f, &err), PG_ERR_IO);
+    assert_true(err.msg[0] != '\0');
+    assert_int_equal(count_entries(target, NULL), 0);
+
+    /* Files that are really there are neither seen nor removed through it. */
+    write_as_me(target, &f);
+    assert_false(pg_agent_registered(link));
+    assert_int_equal(pg_agent_files_remove(link, getuid(), getgid(), &err), PG_ERR_IO);
+    assert_files_are(target, &f);
+    pg_agent_files_clear(&f);
+}
+
+static void test_agent_file_symlink(void **state)
+{
+    (void)state;
+    char real[256], path[512];
+    snprintf(real, sizeof(real), "%s/real-agent", top);
+    FILE *fp = fopen(real, "w");
+    assert_non_null(fp);
+    fputs(BOM "{}", fp);
+    fclose(fp);
+    snprintf(path, sizeof(path), "%s/.agent", adir);
+    assert_int_equal(symlink(real, path), 0);
+    assert_false(pg_agent_registered(adir));
+
+    /* A dangling link neither. */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(symlink("/nonexistent/poolgate", path), 0);
+    assert_false(pg_agent_registered(adir));
+}
+
+/* A failed write leaves the previous files exactly as they were. */
+static void check_failed_write_keeps(uid_t uid, gid_t gid)
+{
+    struct pg_agent_files a, b;
+    struct pg_error err = {0};
+    render(golden_key, &SETTINGS, &a);
+    render(golden_key, &OTHER, &b);
+    write_as_me(adir, &a);
+    assert_int_equal(chmod(adir, 0500), 0);
+    assert_int_equal(pg_agent_files_write(adir, uid, gid, &b, &err), PG_ERR_IO);
+    assert_non_null(strstr(err.msg, adir));
+    assert_int_equal(chmod(adir, 0755), 0);
+    assert_files_are(adir, &a);
+    assert_int_equal(count_entries(adir, NULL), PG_AGENT_FILES);
+    assert_true(pg_agent_registered(adir));
+    pg_agent_files_clear(&a);
+    pg_agent_files_clear(&b);
+}
+
+static void test_write_fails_unwritable(void **state)
+{
+    (void)state;
+    if (geteuid() == 0)
+        skip(); /* root writes into a 0500 directory anyway */
+    check_failed_write_keeps(getuid(), getgid());
+}
+
+/* As root the files are written as the agent account, whose own
+ * permissions apply: a root-owned directory refuses it. */
+static void test_write_fails_as_agent_account(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    assert_int_equal(chmod(top, 0711), 0);
+    check_failed_write_keeps(OTHER_UID, OTHER_UID);
+}
+
+static void test_write_as_agent_account(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    assert_int_equal(chmod(top, 0711), 0);
+    assert_int_equal(chown(adir, OTHER_UID, OTHER_UID), 0);
+    struct pg_agent_files f;
+    struct pg_error err = {0};
+    render(golden_key, &SETTINGS, &f);
+    assert_int_equal(pg_agent_files_write(adir, OTHER_UID, OTHER_UID, &f, &err), 0);
+    for (int i = 0; i < PG_AGENT_FILES; i++) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", adir, pg_agent_file_names[i]);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_int_equal(st.st_uid, OTHER_UID);
+        assert_int_equal(st.st_gid, OTHER_UID);
+        assert_int_equal(st.st_mode & 07777, 0600);
+    }
+    assert_files_are(adir, &f);
+    assert_int_equal(pg_agent_files_remove(adir, OTHER_UID, OTHER_UID, &err), 0);
+    assert_false(pg_agent_registered(adir));
+    pg_agent_files_clear(&f);
+}
+
+/* A write that fails after the first file was written removes what it
+ * wrote (a copy of the private key) and leaves the previous files.  The
+ * second temporary name is taken by a non-empty directory, which neither
+ * unlinkat nor O_EXCL gets past. */
+static void test_write_fails_midway_cleans_up(void **state)
+{
+    (void)state;
+    struct pg_agent_files a, b;
+    struct pg_error err = {0};
+    char block[512], inner[600];
+    render(golden_key, &SETTINGS, &a);
+    render(golden_key, &OTHER, &b);
+    write_as_me(adir, &a);
+    snprintf(block, sizeof(block), "%s/%s.poolgate-new", adir,
+             pg_agent_file_names[PG_AGENT_FILE_CREDENTIALS]);
+    snprintf(inner, sizeof(inner), "%s/x", block);
+    assert_int_equal(mkdir(block, 0700), 0);
+    assert_int_equal(mkdir(inner, 0700), 0);
+
+    assert_int_equal(pg_agent_files_write(adir, getuid(), getgid(), &b, &err), PG_ERR_IO);
+    assert_files_are(adir, &a);
+    char first[512];
+    snprintf(first, sizeof(first), "%s.poolgate-new", pg_agent_file_names[0]);
+    assert_false(exists_nofollow(adir, first));
+    assert_int_equal(count_entries(adir, NULL), PG_AGENT_FILES + 1); /* + the directory */
+    pg_agent_files_clear(&a);
+    pg_agent_files_clear(&b);
+}
+
+static void test_remove(void **state)
+{
+    (void)state;
+    struct pg_agent_files f;
+    struct pg_error err = {0};
+    char other[512];
+    render(golden_key, &SETTINGS, &f);
+    write_as_me(adir, &f);
+    snprintf(other, sizeof(other), "%s/config.sh", adir);
+    FILE *fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+
+    assert_int_equal(pg_agent_files_remove(adir, getuid(), getgid(), &err), 0);
+    for (int i = 0; i < PG_AGENT_FILES; i++)
+        assert_false(exists_nofollow(adir, pg_agent_file_names[i]));
+    assert_false(pg_agent_registered(adir));
+    assert_true(exists_nofollow(adir, "config.sh"));
+    assert_int_equal(count_entries(adir, NULL), 1);
+
+    /* Absent files are fine: removing again succeeds. */
+    assert_int_equal(pg_agent_files_remove(adir, getuid(), getgid(), &err), 0);
+    pg_agent_files_clear(&f);
+}
+
+int main(int argc, char **argv)
+{
+    golden_dir = argc > 1 ? argv[1] : getenv("PG_GOLDEN_AGENT");
+    if (!golden_dir) {
+        fprintf(stderr, "usage: %s GOLDEN_DIR (or PG_GOLDEN_AGENT=GOLDEN_DIR)\n", argv[0]);
+        return 2;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_render_golden),
+        cmocka_unit_test(test_golden_key_needs_padding),
+        cmocka_unit_test(test_public_key_golden),
+        cmocka_unit_test(test_fresh_keys_fixed_width),
+        cmocka_unit_test_setup_teardown(test_write_creates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_replaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_over_stale_temporaries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_dir_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_file_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_fails_unwritable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_fails_as_agent_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_as_agent_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_fails_midway_cleans_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
