@@ -81,13 +81,20 @@ static int devops_open(struct request *q, struct pg_devops *d, char **token)
 {
     if (!q->cfg->organization_url)
         return pg_fail(&q->err, PG_ERR_CONFIG, "organization_url is not set in the configuration");
+    /* Everything from here, the token included, ends by login_timeout, or
+     * earlier when the caller will stop waiting sooner. */
+    int64_t limit = pg_monotonic_ms() + (int64_t)q->cfg->login_timeout * 1000;
+    json_t *asked = json_object_get(q->payload, "deadline_ms");
+    if (json_is_integer(asked) && json_integer_value(asked) > 0 &&
+        json_integer_value(asked) < limit)
+        limit = json_integer_value(asked);
+    q->http.deadline_ms = limit;
     int r = devops_token(q, token);
     *d = (struct pg_devops){.http = q->http,
                             .org_url = q->cfg->organization_url,
                             .token = *token,
                             .clock = &pg_system_clock,
                             .pool = q->cfg->pool};
-    d->http.deadline_ms = pg_monotonic_ms() + (int64_t)q->cfg->login_timeout * 1000;
     return r;
 }
 

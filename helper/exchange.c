@@ -13,20 +13,11 @@
 #include "exchange.h"
 #include "spawn.h"
 
-/* Strip control characters from server-provided text before it reaches a terminal. */
-static void printable(char *out, size_t outsz, const char *in)
-{
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz; p++)
-        out[o++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
-    out[o] = '\0';
-}
-
 static void show_prompt(json_t *p)
 {
     char uri[512], code[96];
-    printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
-    printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
+    pg_printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
+    pg_printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
     long minutes = (long)(json_integer_value(json_object_get(p, "expires_in")) + 59) / 60;
     fprintf(stderr,
             "To sign in, open %s in a web browser and enter the code %s\n"

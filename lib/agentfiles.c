@@ -11,19 +11,27 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/rsa.h>
 #include <stdio.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agentfiles.h"
 #include "internal.h"
-#include "proto.h"
 
 #define KEY_BITS 2048
+#define CHILD_TIMEOUT_MS 30000
+/* The child's report that the directory is not the agent account's. */
+#define ENOTOWNER (-1)
 #define BOM "\xef\xbb\xbf"
 
 const char *const pg_agent_file_names[PG_AGENT_FILES] = {".credentials_rsaparams", ".credentials",
@@ -78,8 +86,12 @@ static int dump(json_t *o, char **text, size_t *len)
     return *text ? 0 : PG_ERR_NOMEM;
 }
 
-/* RSAParametersSerializable's members, in the order the agent writes them. */
-static json_t *rsaparams(EVP_PKEY *key)
+/*
+ * RSAParametersSerializable's members, in the order the agent writes them,
+ * formatted here rather than by jansson: base64 needs no escaping, and one
+ * buffer sized in advance leaves no stray copies of the private key behind.
+ */
+static int rsaparams(EVP_PKEY *key, char **text, size_t *len)
 {
     static const struct {
         const char *json, *param;
@@ -94,30 +106,31 @@ static json_t *rsaparams(EVP_PKEY *key)
         {"p", OSSL_PKEY_PARAM_RSA_FACTOR1, 128},
         {"q", OSSL_PKEY_PARAM_RSA_FACTOR2, 128},
     };
-    json_t *o = json_pack("{s:s}", "ContainerName", "");
-    for (size_t i = 0; o && i < PG_ARRAY_SIZE(members); i++) {
+    size_t size = 4096, o = 0;
+    char *buf = malloc(size);
+    if (!buf)
+        return PG_ERR_NOMEM;
+    o += (size_t)snprintf(buf, size, BOM "{\n  \"ContainerName\": \"\"");
+    for (size_t i = 0; i < PG_ARRAY_SIZE(members); i++) {
         char *v = param_b64(key, members[i].param, members[i].width);
-        if (!v || json_object_set_new(o, members[i].json, json_string(v)) < 0)
-            json_decref(TAKE_PTR(o));
+        if (!v) {
+            pg_memzero(buf, size);
+            free(buf);
+            return PG_ERR_CRYPTO;
+        }
+        o += (size_t)snprintf(buf + o, size - o, ",\n  \"%s\": \"%s\"", members[i].json, v);
         pg_free_secret(v);
     }
-    return o;
-}
-
-/* Clear the private parameters' strings before the object goes. */
-static void clear_object(json_t *o)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v) pg_json_clear_string(v);
-    json_decref(o);
+    o += (size_t)snprintf(buf + o, size - o, "\n}");
+    *text = buf;
+    *len = o;
+    return 0;
 }
 
 int pg_agent_files_render(EVP_PKEY *key, const struct pg_agent_settings *s,
                           struct pg_agent_files *out, struct pg_error *err)
 {
     memset(out, 0, sizeof(*out));
-    json_t *params = rsaparams(key);
     json_t *creds = json_pack("{s:s, s:{s:s, s:s, s:s}}", "scheme", "OAuth", "data", "clientId",
                               s->client_id, "authorizationUrl", s->authorization_url,
                               "oauthEndpointUrl", s->authorization_url);
@@ -125,15 +138,12 @@ int pg_agent_files_render(EVP_PKEY *key, const struct pg_agent_settings *s,
         json_pack("{s:I, s:s, s:I, s:s, s:s, s:s}", "agentId", (json_int_t)s->agent_id, "agentName",
                   s->agent_name, "poolId", (json_int_t)s->pool_id, "poolName", s->pool_name,
                   "serverUrl", s->server_url, "workFolder", "_work");
-    int r = params ? 0 : PG_ERR_CRYPTO;
-    if (r == 0)
-        r = dump(params, &out->text[PG_AGENT_FILE_RSAPARAMS], &out->len[PG_AGENT_FILE_RSAPARAMS]);
+    int r = rsaparams(key, &out->text[PG_AGENT_FILE_RSAPARAMS], &out->len[PG_AGENT_FILE_RSAPARAMS]);
     if (r == 0)
         r = dump(creds, &out->text[PG_AGENT_FILE_CREDENTIALS],
                  &out->len[PG_AGENT_FILE_CREDENTIALS]);
     if (r == 0)
         r = dump(agent, &out->text[PG_AGENT_FILE_AGENT], &out->len[PG_AGENT_FILE_AGENT]);
-    clear_object(params);
     json_decref(creds);
     json_decref(agent);
     if (r < 0) {
@@ -156,20 +166,43 @@ void pg_agent_files_clear(struct pg_agent_files *f)
 
 /* ---- writing as the agent account ------------------------------------------ */
 
+enum job { JOB_CHECK, JOB_WRITE, JOB_REMOVE };
+
 struct work {
     const char *dir;
-    const struct pg_agent_files *files; /* NULL: remove */
-    char tmp[PG_AGENT_FILES][64];
+    enum job job;
+    const struct pg_agent_files *files; /* JOB_WRITE */
 };
 
-/* In the child: become the agent account when we are root. */
+/* Temporary names beside the final ones; the directory lock keeps two
+ * writers (a login and a sudo re-registration, say) from sharing them. */
+static const char *const tmp_names[PG_AGENT_FILES] = {
+    ".credentials_rsaparams.poolgate-new", ".credentials.poolgate-new", ".agent.poolgate-new"};
+
+/*
+ * In the child: become the agent account (root never writes these files,
+ * and a caller that is not root may only write its own), and make sure the
+ * account cannot look into this copy of the host process: no core dump, no
+ * ptrace, no inherited descriptor but the status pipe (fd 3 then).
+ */
 static int become(uid_t uid, gid_t gid)
 {
-    if (geteuid() != 0 || uid == 0)
-        return 0;
-    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+    struct rlimit none = {0, 0};
+    sigset_t all;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    if (uid == 0 || (geteuid() != 0 && geteuid() != uid))
+        return EPERM;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int s = 1; s < NSIG; s++)
+        sigaction(s, &dfl, NULL); /* the host's handlers are not ours */
+    if (setrlimit(RLIMIT_CORE, &none) < 0)
         return errno;
-    return setuid(0) == 0 ? EPERM : 0;
+    if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0))
+        return errno;
+    if (setuid(0) == 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return EPERM;
+    return 0;
 }
 
 static int write_one(int dir, const char *tmp, const char *text, size_t len)
@@ -186,69 +219,122 @@ static int write_one(int dir, const char *tmp, const char *text, size_t len)
     return e;
 }
 
+static int write_all(int dir, const struct pg_agent_files *f)
+{
+    int e = 0;
+    for (int i = 0; !e && i < PG_AGENT_FILES; i++)
+        e = write_one(dir, tmp_names[i], f->text[i], f->len[i]);
+    for (int i = 0; !e && i < PG_AGENT_FILES; i++)
+        if (renameat(dir, tmp_names[i], dir, pg_agent_file_names[i]) < 0)
+            e = errno;
+    for (int i = 0; e && i < PG_AGENT_FILES; i++)
+        unlinkat(dir, tmp_names[i], 0);
+    return e;
+}
+
+/* What a write will need, tried before the pool is touched. */
+static int check_writable(int dir)
+{
+    int e = write_one(dir, tmp_names[0], "", 0);
+    unlinkat(dir, tmp_names[0], 0);
+    return e;
+}
+
 /* The child's work (async-signal-safe calls only); returns an errno value. */
 static int child_work(const struct work *w)
 {
     int dir = open(w->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), e = 0;
+    struct stat st;
     if (dir < 0)
         return errno;
-    for (int i = 0; w->files && !e && i < PG_AGENT_FILES; i++)
-        e = write_one(dir, w->tmp[i], w->files->text[i], w->files->len[i]);
-    for (int i = 0; !e && i < PG_AGENT_FILES; i++) {
-        if (w->files && renameat(dir, w->tmp[i], dir, pg_agent_file_names[i]) < 0)
+    /* The agent's own directory only: not one it merely may write to. */
+    if (fstat(dir, &st) < 0 || st.st_uid != getuid())
+        e = ENOTOWNER;
+    if (!e && flock(dir, LOCK_EX) < 0)
+        e = errno;
+    if (!e && w->job == JOB_CHECK)
+        e = check_writable(dir);
+    else if (!e && w->job == JOB_WRITE)
+        e = write_all(dir, w->files);
+    for (int i = 0; !e && w->job == JOB_REMOVE && i < PG_AGENT_FILES; i++)
+        if (unlinkat(dir, pg_agent_file_names[PG_AGENT_FILES - 1 - i], 0) < 0 && errno != ENOENT)
             e = errno;
-        else if (!w->files && unlinkat(dir, pg_agent_file_names[PG_AGENT_FILES - 1 - i], 0) < 0 &&
-                 errno != ENOENT)
-            e = errno;
-    }
-    for (int i = 0; w->files && e && i < PG_AGENT_FILES; i++)
-        unlinkat(dir, w->tmp[i], 0);
-    if (!e && fsync(dir) < 0)
+    if (!e && w->job != JOB_CHECK && fsync(dir) < 0)
         e = errno;
     close(dir);
     return e;
 }
 
+/* Wait for the child's word, at most CHILD_TIMEOUT_MS: the account it runs
+ * as can stop it, or make its directory hang. */
+static int child_result(int fd, pid_t pid)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int e = EIO, n;
+    int64_t end = pg_monotonic_ms() + CHILD_TIMEOUT_MS;
+    while ((n = poll(&p, 1, (int)(end - pg_monotonic_ms() > 0 ? end - pg_monotonic_ms() : 0))) <
+               0 &&
+           errno == EINTR)
+        ;
+    if (n <= 0) {
+        kill(pid, SIGKILL);
+        e = ETIMEDOUT;
+    } else if (pg_read_all(fd, &e, sizeof(e)) < 0)
+        e = EIO;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return e;
+}
+
 /* The child reports its errno value over a pipe: a host process that
  * ignores SIGCHLD gets no exit status to read. */
-static int as_agent(struct work *w, uid_t uid, gid_t gid, struct pg_error *err)
+static int as_agent(const struct work *w, uid_t uid, gid_t gid, struct pg_error *err)
 {
-    int p[2], e = EIO;
-    for (int i = 0; i < PG_AGENT_FILES; i++)
-        snprintf(w->tmp[i], sizeof(w->tmp[i]), "%s.poolgate-new", pg_agent_file_names[i]);
+    static const char *const verbs[] = {"prepare", "write", "remove"};
+    int p[2], e;
     if (pipe2(p, O_CLOEXEC) < 0)
         return pg_fail(err, PG_ERR_IO, "cannot make a pipe: %s", strerror(errno));
     pid_t pid = fork();
     if (pid == 0) {
-        close(p[0]);
+        if (p[1] != 3 && dup2(p[1], 3) < 0)
+            _exit(1);
+        closefrom(4);
         e = become(uid, gid);
         e = e ? e : child_work(w);
-        _exit(pg_write_all(p[1], &e, sizeof(e)) == 0 ? 0 : 1);
+        _exit(pg_write_all(3, &e, sizeof(e)) == 0 ? 0 : 1);
     }
     close(p[1]);
-    if (pid > 0 && pg_read_all(p[0], &e, sizeof(e)) < 0)
-        e = EIO;
+    e = pid > 0 ? child_result(p[0], pid) : errno;
     close(p[0]);
     if (pid < 0)
-        return pg_fail(err, PG_ERR_INTERNAL, "cannot fork: %s", strerror(errno));
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+        return pg_fail(err, PG_ERR_INTERNAL, "cannot fork: %s", strerror(e));
+    if (e == ENOTOWNER)
+        return pg_fail(err, PG_ERR_CONFIG, "%s is not owned by the agent account (uid %u)", w->dir,
+                       (unsigned)uid);
     if (e)
         return pg_fail(err, PG_ERR_IO, "cannot %s the agent's files in %s as uid %u: %s",
-                       w->files ? "write" : "remove", w->dir, (unsigned)uid, strerror(e));
+                       verbs[w->job], w->dir, (unsigned)uid, strerror(e));
     return 0;
+}
+
+int pg_agent_files_check(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err)
+{
+    if (uid == 0)
+        return pg_fail(err, PG_ERR_CONFIG, "the agent account must not be root");
+    struct work w = {.dir = agent_dir, .job = JOB_CHECK};
+    return as_agent(&w, uid, gid, err);
 }
 
 int pg_agent_files_write(const char *agent_dir, uid_t uid, gid_t gid,
                          const struct pg_agent_files *f, struct pg_error *err)
 {
-    struct work w = {.dir = agent_dir, .files = f};
+    struct work w = {.dir = agent_dir, .job = JOB_WRITE, .files = f};
     return as_agent(&w, uid, gid, err);
 }
 
 int pg_agent_files_remove(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err)
 {
-    struct work w = {.dir = agent_dir};
+    struct work w = {.dir = agent_dir, .job = JOB_REMOVE};
     return as_agent(&w, uid, gid, err);
 }
 

@@ -54,12 +54,21 @@ void pg_agent_files_clear(struct pg_agent_files *f);
 /*
  * Put the files in place as the agent account (uid, gid): a child process
  * takes that identity when the caller is root, so the kernel applies the
- * account's own permissions and every file is its own, mode 0600.  Each
- * file is written beside its final name, synced, then renamed over it;
- * nothing is renamed unless all three were written.
+ * account's own permissions and every file is its own, mode 0600; the
+ * child cannot be traced or dump core, and is killed if it hangs.  Under
+ * an exclusive lock on the directory, each file is written beside its
+ * final name, synced, then renamed over it; nothing is renamed unless all
+ * three were written, and .agent goes last.
  */
 int pg_agent_files_write(const char *agent_dir, uid_t uid, gid_t gid,
                          const struct pg_agent_files *f, struct pg_error *err);
+
+/*
+ * Before the pool is touched: agent_dir must be a directory (not a link)
+ * owned by the agent account, which must not be root, and the account must
+ * be able to create files in it.  PG_ERR_CONFIG otherwise.
+ */
+int pg_agent_files_check(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err);
 
 /* Remove the three files, as the agent account.  Absent files are fine. */
 int pg_agent_files_remove(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err);

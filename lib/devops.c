@@ -6,7 +6,8 @@
  *   - Send api-version on every call; JSON bodies exactly as the official
  *     agent sends them.
  *   - Turn every refusal into a message an admin can act on, and never
- *     retry one; retry only 429 and 5xx, and never past the deadline.
+ *     retry one; retry only 429 and 5xx (a POST only 429), and never past
+ *     the deadline.
  *   - Take nothing from an answer into the agent's files unchecked: ids
  *     positive, URLs https, no control characters anywhere.
  */
@@ -183,14 +184,9 @@ static void service_message(const struct pg_http_response *res, char *out, size_
     json_error_t jerr;
     json_t *doc = res->body ? json_loadb(res->body, res->len, 0, &jerr) : NULL;
     const char *m = json_string_value(json_object_get(doc, "message"));
-    size_t o = 0;
-    if (m && outsz > 4) {
-        out[o++] = ':';
-        out[o++] = ' ';
-        for (const unsigned char *p = (const unsigned char *)m; *p && o + 1 < outsz && o < 200; p++)
-            out[o++] = *p < 0x20 || *p == 0x7f ? ' ' : (char)*p;
-    }
-    out[o] = '\0';
+    char said[200];
+    pg_printable(said, sizeof(said), m);
+    snprintf(out, outsz, "%s%s", m ? ": " : "", m ? said : "");
     json_decref(doc);
 }
 
@@ -248,7 +244,8 @@ static int call(const struct pg_devops *d, const char *method, const char *url, 
     for (int64_t wait = RETRY_FIRST_MS;; wait = wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2) {
         if ((r = pg_http_request(&o, method, url, headers, text, res, err)) < 0)
             goto out;
-        if (!transient(res->status))
+        /* A POST the service may have carried out is not sent twice. */
+        if (!transient(res->status) || (strcmp(method, "POST") == 0 && res->status != 429))
             break;
         int64_t now = d->clock->monotonic_ms(d->clock->ctx);
         if (d->http.deadline_ms > 0 && now + wait >= d->http.deadline_ms) {

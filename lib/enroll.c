@@ -91,12 +91,17 @@ static json_t *register_request(const struct pg_enroll *e, const char *name, EVP
     return req;
 }
 
+/* The helper gets a deadline of its own, earlier than ours: it must not
+ * change the pool after we have given up waiting for it. */
 static int call(const struct pg_enroll *e, enum pg_msg_type type, json_t *req, json_t **done,
                 struct pg_error *err)
 {
     struct pg_helper h = e->helper;
     int64_t deadline = pg_monotonic_ms() + e->cfg->login_timeout * 1000L + HELPER_SLACK_MS;
-    return req ? pg_helper_call(&h, type, req, deadline, done, err) : PG_ERR_NOMEM;
+    if (!req ||
+        json_object_set_new(req, "deadline_ms", json_integer(deadline - HELPER_SLACK_MS / 2)) < 0)
+        return pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    return pg_helper_call(&h, type, req, deadline, done, err);
 }
 
 /* DONE's "agent" as the files need it; NULL members make it malformed. */
@@ -133,6 +138,8 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     memset(out, 0, sizeof(*out));
     int r = preconditions(e->cfg, err);
     if (r == 0)
+        r = pg_agent_files_check(e->cfg->agent_dir, e->uid, e->gid, err);
+    if (r == 0)
         r = pg_agent_name(e->cfg, name, sizeof(name), err);
     if (r == 0)
         r = pg_agent_key_new(&key, err);
@@ -162,6 +169,8 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     memset(out, 0, sizeof(*out));
     int r = preconditions(e->cfg, err);
     if (r == 0)
+        r = pg_agent_files_check(e->cfg->agent_dir, e->uid, e->gid, err);
+    if (r == 0)
         r = pg_agent_name(e->cfg, name, sizeof(name), err);
     if (r == 0) {
         json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
@@ -182,23 +191,14 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     return r;
 }
 
-/* Text from a token or a server, made safe for one log line in quotes. */
-static void quoted(char *out, size_t outsz, const char *in)
-{
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)(in ? in : "-"); *p && o + 1 < outsz; p++)
-        out[o++] = *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\' ? '?' : (char)*p;
-    out[o] = '\0';
-}
-
 void pg_enroll_audit(char *out, size_t outsz, const struct pg_enroll_audit *a)
 {
     const struct pg_identity *id = a->operator;
     char name[128], agent[128], reason[PG_ERROR_MAX], pool[128];
-    quoted(name, sizeof(name), id && id->name ? id->name : "-");
-    quoted(agent, sizeof(agent), a->agent_name);
-    quoted(pool, sizeof(pool), a->cfg->pool);
-    quoted(reason, sizeof(reason), a->reason && a->reason[0] ? a->reason : "ok");
+    pg_printable(name, sizeof(name), id && id->name ? id->name : "-");
+    pg_printable(agent, sizeof(agent), a->agent_name);
+    pg_printable(pool, sizeof(pool), a->cfg->pool);
+    pg_printable(reason, sizeof(reason), a->reason && a->reason[0] ? a->reason : "ok");
     snprintf(out, outsz,
              "%s user=%s operator_oid=%s tid=%s name=\"%s\" organization=%s pool=\"%s\" "
              "agent=\"%s\" agent_id=%lld outcome=%s reason=\"%s\"",

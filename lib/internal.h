@@ -54,6 +54,11 @@ int pg_read_all(int fd, void *data, size_t len);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t pg_monotonic_ms(void);
 
+/* Text from a server or a token made safe for a terminal and for one
+ * quoted field of a log line: C0 and C1 controls, DEL, '"' and '\'
+ * become '?'.  NULL is the empty string. */
+void pg_printable(char *out, size_t outsz, const char *in);
+
 /* Free a string after clearing it (secrets). */
 void pg_free_secret(char *s);
 

@@ -163,3 +163,19 @@ int64_t pg_monotonic_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+void pg_printable(char *out, size_t outsz, const char *in)
+{
+    size_t o = 0;
+    if (!outsz)
+        return;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz; p++) {
+        bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f; /* U+0080..U+009F in UTF-8 */
+        if (c1 || *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+            out[o++] = '?';
+        else
+            out[o++] = (char)*p;
+        p += c1;
+    }
+    out[o] = '\0';
+}

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agentfiles.h"
@@ -39,6 +40,8 @@
 #define DATA_KEY "poolgate:gate-token"
 /* Beyond the helper's own deadlines, time for its DONE to arrive. */
 #define GRACE_MS 3000
+/* How recent a sign-in session-time registration accepts, in seconds. */
+#define ENROLL_FRESH_S 600
 /* Not a library code: the PAM conversation failed or is absent. */
 #define ERR_CONV (-100)
 
@@ -151,15 +154,6 @@ static int converse(pam_handle_t *pamh, int style, const char *text)
     return 0;
 }
 
-/* Server-provided text, with control characters replaced, before it reaches a terminal. */
-static void printable(char *out, size_t outsz, const char *in)
-{
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz; p++)
-        out[o++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
-    out[o] = '\0';
-}
-
 static bool enter_mode(const struct gate *g)
 {
     int mode = g->a.prompt >= 0 ? g->a.prompt : (int)g->cfg->prompt;
@@ -188,8 +182,8 @@ static bool want_qr(const struct gate *g)
 static int show_prompt(struct gate *g, json_t *p)
 {
     char uri[512], code[96], host[256] = "this host";
-    printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
-    printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
+    pg_printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
+    pg_printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
     if (gethostname(host, sizeof(host) - 1) < 0)
         snprintf(host, sizeof(host), "this host");
     long minutes = (long)(json_integer_value(json_object_get(p, "expires_in")) + 59) / 60;
@@ -224,7 +218,7 @@ static int read_done(struct gate *g, json_t *p, char **token)
 {
     json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
     int r = json_is_integer(st) ? from_status((int)json_integer_value(st)) : PG_ERR_PROTOCOL;
-    printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
+    pg_printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
     if (r == 0 && token) {
         r = json_is_string(tok) ? 0 : PG_ERR_PROTOCOL;
         if (r == 0 && !(*token = strdup(json_string_value(tok))))
@@ -366,8 +360,8 @@ static void audit(struct gate *g, const char *phase, int pam_code)
 {
     const struct pg_identity *id = &g->res.id;
     char name[128], roles[512], reason[PG_ERROR_MAX];
-    printable(name, sizeof(name), id->name ? id->name : "-");
-    printable(reason, sizeof(reason), g->reason[0] ? g->reason : "ok");
+    pg_printable(name, sizeof(name), id->name ? id->name : "-");
+    pg_printable(reason, sizeof(reason), g->reason[0] ? g->reason : "ok");
     roles_text(&id->roles, roles, sizeof(roles));
     pam_syslog(g->pamh, LOG_AUTHPRIV | (pam_code == PAM_SUCCESS ? LOG_NOTICE : LOG_WARNING),
                "%s service=%s user=%s operator_oid=%s tid=%s name=\"%s\" roles=%s via=%s "
@@ -538,7 +532,17 @@ static int enroll_at_session(struct gate *g)
         return PAM_SUCCESS;
     }
     int r = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept ? verify(g, kept)
-                                                                          : stored(g, true);
+                                                                          : stored(g, false);
+    /* A cached token lets a login in without anyone at hand; enrolling
+     * needs a person who signed in for this login. */
+    int64_t age = (int64_t)time(NULL) - g->res.id.iat;
+    if (r == 0 && (g->res.id.iat < 0 || age > ENROLL_FRESH_S)) {
+        snprintf(g->reason, sizeof(g->reason),
+                 "the sign-in is %lld seconds old; registration needs one made at this login "
+                 "(within %d seconds)",
+                 (long long)age, ENROLL_FRESH_S);
+        r = PG_ERR_TOKEN;
+    }
     bool gated = r == 0;
     if (gated) {
         struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false};
@@ -561,7 +565,7 @@ static int enroll_at_session(struct gate *g)
                  g->cfg->pool, (long long)done.agent_id);
     else
         snprintf(line, sizeof(line), "poolgate: the agent was not registered: %.400s", g->reason);
-    if (r < 0 || !(g->flags & PAM_SILENT))
+    if (!(g->flags & PAM_SILENT))
         converse(g->pamh, r == 0 ? PAM_TEXT_INFO : PAM_ERROR_MSG, line);
     return r == 0 ? PAM_SUCCESS : r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SESSION_ERR;
 }

@@ -73,6 +73,10 @@ static const struct {
 #define NPARAMS (sizeof(PARAMS) / sizeof(PARAMS[0]))
 
 static const char *golden_dir;
+/* Whose files the tests write: the caller's own, or as root another
+ * account (poolgate never writes an agent's files as root). */
+static uid_t agent_uid;
+static gid_t agent_gid;
 static EVP_PKEY *golden_key;
 static char top[64];   /* per test: a private temporary directory */
 static char adir[128]; /* per test: top/agent, the agent_dir */
@@ -192,7 +196,7 @@ static void render(EVP_PKEY *key, const struct pg_agent_settings *s, struct pg_a
 static void write_as_me(const char *dir, const struct pg_agent_files *f)
 {
     struct pg_error err = {0};
-    int r = pg_agent_files_write(dir, getuid(), getgid(), f, &err);
+    int r = pg_agent_files_write(dir, agent_uid, agent_gid, f, &err);
     if (r != 0)
         fail_msg("write: %d %s", r, err.msg);
 }
@@ -228,7 +232,11 @@ static int setup(void **state)
     if (!mkdtemp(top))
         return -1;
     snprintf(adir, sizeof(adir), "%s/agent", top);
-    return mkdir(adir, 0755);
+    if (mkdir(adir, 0755) < 0)
+        return -1;
+    /* As root: the agent's directory is its own, and reachable for it. */
+    return geteuid() == 0 && (chmod(top, 0711) < 0 || chown(adir, agent_uid, agent_gid) < 0) ? -1
+                                                                                             : 0;
 }
 
 /* Modes are restored first: a test may leave a directory unwritable. */
@@ -352,7 +360,7 @@ static void test_write_creates(void **state)
         assert_int_equal(lstat(path, &st), 0);
         assert_true(S_ISREG(st.st_mode));
         assert_int_equal(st.st_mode & 07777, 0600);
-        assert_int_equal(st.st_uid, getuid());
+        assert_int_equal(st.st_uid, agent_uid);
     }
     assert_files_are(adir, &f);
     assert_int_equal(count_entries(adir, NULL), PG_AGENT_FILES);
@@ -442,19 +450,20 @@ static void test_agent_dir_symlink(void **state)
     snprintf(target, sizeof(target), "%s/target", top);
     snprintf(link, sizeof(link), "%s/link", top);
     assert_int_equal(mkdir(target, 0755), 0);
+    assert_int_equal(chown(target, agent_uid, agent_gid), 0);
     assert_int_equal(symlink(target, link), 0);
 
     struct pg_agent_files f;
     struct pg_error err = {0};
     render(golden_key, &SETTINGS, &f);
-    assert_int_equal(pg_agent_files_write(link, getuid(), getgid(), &f, &err), PG_ERR_IO);
+    assert_int_equal(pg_agent_files_write(link, agent_uid, agent_gid, &f, &err), PG_ERR_IO);
     assert_true(err.msg[0] != '\0');
     assert_int_equal(count_entries(target, NULL), 0);
 
     /* Files that are really there are neither seen nor removed through it. */
     write_as_me(target, &f);
     assert_false(pg_agent_registered(link));
-    assert_int_equal(pg_agent_files_remove(link, getuid(), getgid(), &err), PG_ERR_IO);
+    assert_int_equal(pg_agent_files_remove(link, agent_uid, agent_gid, &err), PG_ERR_IO);
     assert_files_are(target, &f);
     pg_agent_files_clear(&f);
 }
@@ -497,23 +506,34 @@ static void check_failed_write_keeps(uid_t uid, gid_t gid)
     pg_agent_files_clear(&b);
 }
 
+/* As the agent account, whose own permissions apply: even when the caller
+ * is root, a directory the account cannot write refuses the files. */
 static void test_write_fails_unwritable(void **state)
 {
     (void)state;
-    if (geteuid() == 0)
-        skip(); /* root writes into a 0500 directory anyway */
-    check_failed_write_keeps(getuid(), getgid());
+    check_failed_write_keeps(agent_uid, agent_gid);
 }
 
-/* As root the files are written as the agent account, whose own
- * permissions apply: a root-owned directory refuses it. */
-static void test_write_fails_as_agent_account(void **state)
+/* Only the agent account's own directory, and never as root. */
+static void test_write_refuses_foreign_dir_and_root(void **state)
 {
     (void)state;
-    if (geteuid() != 0)
-        skip();
-    assert_int_equal(chmod(top, 0711), 0);
-    check_failed_write_keeps(OTHER_UID, OTHER_UID);
+    struct pg_agent_files f;
+    struct pg_error err = {0};
+    render(golden_key, &SETTINGS, &f);
+    assert_int_equal(pg_agent_files_check(adir, agent_uid, agent_gid, &err), 0);
+    assert_int_equal(count_entries(adir, NULL), 0);
+    assert_int_equal(pg_agent_files_check(adir, 0, 0, &err), PG_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "must not be root"));
+    assert_int_equal(pg_agent_files_write(adir, 0, 0, &f, &err), PG_ERR_IO);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(adir, 0, 0), 0);
+        assert_int_equal(pg_agent_files_check(adir, agent_uid, agent_gid, &err), PG_ERR_CONFIG);
+        assert_non_null(strstr(err.msg, "not owned by the agent account"));
+        assert_int_equal(pg_agent_files_write(adir, agent_uid, agent_gid, &f, &err), PG_ERR_CONFIG);
+    }
+    assert_int_equal(count_entries(adir, NULL), 0);
+    pg_agent_files_clear(&f);
 }
 
 static void test_write_as_agent_account(void **state)
@@ -561,7 +581,7 @@ static void test_write_fails_midway_cleans_up(void **state)
     assert_int_equal(mkdir(block, 0700), 0);
     assert_int_equal(mkdir(inner, 0700), 0);
 
-    assert_int_equal(pg_agent_files_write(adir, getuid(), getgid(), &b, &err), PG_ERR_IO);
+    assert_int_equal(pg_agent_files_write(adir, agent_uid, agent_gid, &b, &err), PG_ERR_IO);
     assert_files_are(adir, &a);
     char first[512];
     snprintf(first, sizeof(first), "%s.poolgate-new", pg_agent_file_names[0]);
@@ -584,7 +604,7 @@ static void test_remove(void **state)
     assert_non_null(fp);
     fclose(fp);
 
-    assert_int_equal(pg_agent_files_remove(adir, getuid(), getgid(), &err), 0);
+    assert_int_equal(pg_agent_files_remove(adir, agent_uid, agent_gid, &err), 0);
     for (int i = 0; i < PG_AGENT_FILES; i++)
         assert_false(exists_nofollow(adir, pg_agent_file_names[i]));
     assert_false(pg_agent_registered(adir));
@@ -592,13 +612,15 @@ static void test_remove(void **state)
     assert_int_equal(count_entries(adir, NULL), 1);
 
     /* Absent files are fine: removing again succeeds. */
-    assert_int_equal(pg_agent_files_remove(adir, getuid(), getgid(), &err), 0);
+    assert_int_equal(pg_agent_files_remove(adir, agent_uid, agent_gid, &err), 0);
     pg_agent_files_clear(&f);
 }
 
 int main(int argc, char **argv)
 {
     golden_dir = argc > 1 ? argv[1] : getenv("PG_GOLDEN_AGENT");
+    agent_uid = geteuid() == 0 ? OTHER_UID : getuid();
+    agent_gid = geteuid() == 0 ? OTHER_UID : getgid();
     if (!golden_dir) {
         fprintf(stderr, "usage: %s GOLDEN_DIR (or PG_GOLDEN_AGENT=GOLDEN_DIR)\n", argv[0]);
         return 2;
@@ -615,7 +637,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_agent_dir_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_file_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_fails_unwritable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_fails_as_agent_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_refuses_foreign_dir_and_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_as_agent_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_fails_midway_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),

@@ -215,20 +215,26 @@ static char *stored(void)
     return b;
 }
 
-/* Run the operations of one PAM transaction; returns the first op's code
- * and the second's in *second when asked. */
-static int run(const char *svc, struct operator* op, int flags, enum pamtest_ops second,
-               int *second_rv)
+/* Run the operations of one PAM transaction for `who`; returns the first
+ * op's code and the second's in *second when asked. */
+static int run_for(const char *who, const char *svc, struct operator* op, int flags,
+                   enum pamtest_ops second, int *second_rv)
 {
     struct pam_testcase t[] = {pam_test_flags(PAMTEST_AUTHENTICATE, 0, flags),
                                pam_test_flags(second, 0, flags)};
     if (second_rv)
-        _pamtest_conv(svc, user, op ? conv : NULL, op, t, 2, NULL);
+        _pamtest_conv(svc, who, op ? conv : NULL, op, t, 2, NULL);
     else
-        _pamtest_conv(svc, user, op ? conv : NULL, op, t, 1, NULL);
+        _pamtest_conv(svc, who, op ? conv : NULL, op, t, 1, NULL);
     if (second_rv)
         *second_rv = t[1].op_rv;
     return t[0].op_rv;
+}
+
+static int run(const char *svc, struct operator* op, int flags, enum pamtest_ops second,
+               int *second_rv)
+{
+    return run_for(user, svc, op, flags, second, second_rv);
 }
 
 static int auth(const char *svc, struct operator* op)
@@ -562,8 +568,20 @@ static void test_session_register(void **state)
     (void)state;
     char extra[1024], dir[512], path[600];
     struct stat st;
+    /* poolgate never writes an agent's files as root: as root, the agent
+     * account is nobody, whose directory it is. */
+    const struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : getpwuid(getuid());
+    assert_non_null(pw);
+    char agent[64];
+    snprintf(agent, sizeof(agent), "%s", pw->pw_name);
+    uid_t agent_uid = pw->pw_uid;
+    gid_t agent_gid = pw->pw_gid;
     snprintf(dir, sizeof(dir), "%s/agent", work);
     mkdir(dir, 0755);
+    if (geteuid() == 0) {
+        assert_int_equal(chmod(work, 0711), 0);
+        assert_int_equal(chown(dir, agent_uid, agent_gid), 0);
+    }
     snprintf(extra, sizeof(extra),
              "organization_url = %s\npool = Build Hosts\nagent_dir = %s\nagent_name = pam-agent\n"
              "agent_version = 4.248.0\n",
@@ -572,11 +590,13 @@ static void test_session_register(void **state)
     service("pg-session", "auth required MOD reauth prompt=info\nsession required MOD register\n");
     struct operator op = {"approve", role, ANSWER, 0, 0, ""};
     int session = -1;
-    assert_int_equal(run("pg-session", &op, 0, PAMTEST_OPEN_SESSION, &session), PAM_SUCCESS);
+    assert_int_equal(run_for(agent, "pg-session", &op, 0, PAMTEST_OPEN_SESSION, &session),
+                     PAM_SUCCESS);
     assert_int_equal(session, PAM_SUCCESS);
     snprintf(path, sizeof(path), "%s/.agent", dir);
     assert_int_equal(lstat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_uid, agent_uid);
     assert_logged("register user=");
     assert_logged("pool=\"Build Hosts\" agent=\"pam-agent\"");
     assert_logged("outcome=registered");
@@ -585,14 +605,16 @@ static void test_session_register(void **state)
     loglen = 0;
     logbuf[0] = '\0';
     struct operator again = {"approve", role, ANSWER, 0, 0, ""};
-    assert_int_equal(run("pg-session", &again, 0, PAMTEST_OPEN_SESSION, &session), PAM_SUCCESS);
+    assert_int_equal(run_for(agent, "pg-session", &again, 0, PAMTEST_OPEN_SESSION, &session),
+                     PAM_SUCCESS);
     assert_int_equal(session, PAM_SUCCESS);
     assert_null(strstr(logbuf, "register user="));
 
     /* The pool has the agent but the files are gone: no silent replace. */
     unlink(path);
     struct operator third = {"approve", role, ANSWER, 0, 0, ""};
-    assert_int_equal(run("pg-session", &third, 0, PAMTEST_OPEN_SESSION, &session), PAM_SUCCESS);
+    assert_int_equal(run_for(agent, "pg-session", &third, 0, PAMTEST_OPEN_SESSION, &session),
+                     PAM_SUCCESS);
     assert_int_equal(session, PAM_SESSION_ERR);
     assert_int_equal(third.style, PAM_ERROR_MSG);
     assert_non_null(strstr(third.text, "use --replace"));
