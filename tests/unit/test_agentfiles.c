@@ -332,7 +332,10 @@ static void test_fresh_keys_fixed_width(void **state)
 {
     (void)state;
     struct pg_error err = {0};
-    for (int k = 0; k < 20; k++) {
+    /* Key generation is slow under valgrind (PG_TEST_WRAPPER is set in that
+     * stage); the golden key covers the leading zero either way. */
+    int keys = getenv("PG_TEST_WRAPPER") ? 3 : 20;
+    for (int k = 0; k < keys; k++) {
         EVP_PKEY *key = NULL;
         struct pg_agent_files f;
         assert_int_equal(pg_agent_key_new(&key, &err), 0);
