@@ -48,8 +48,8 @@ static int status_of(int r)
     }
 }
 
-static int fetch_json(struct request *q, const char *url, size_t max, const char *what,
-                      struct pg_http_response *res)
+int fetch_json(struct request *q, const char *url, size_t max, const char *what,
+               struct pg_http_response *res)
 {
     struct pg_http_opts o = q->http;
     o.max_bytes = max;
@@ -356,6 +356,7 @@ static const struct {
 } handlers[] = {
     {PG_MSG_LOGIN, do_login},   {PG_MSG_REFRESH, do_refresh},   {PG_MSG_KEYS, do_keys},
     {PG_MSG_LOGOUT, do_logout}, {PG_MSG_REGISTER, do_register}, {PG_MSG_UNREGISTER, do_unregister},
+    {PG_MSG_CHECK, do_check},
 };
 
 static int parse_request(json_t *p, struct request *q)

@@ -24,6 +24,10 @@ struct request {
     struct pg_error err;
 };
 
+/* GET url and require a 200 JSON answer of at most max bytes. */
+int fetch_json(struct request *q, const char *url, size_t max, const char *what,
+               struct pg_http_response *res);
+
 /* The provider's endpoints: from the config, else discovery (cached). */
 int endpoints(struct request *q, struct pg_discovery *d);
 
@@ -34,6 +38,7 @@ int open_store_locked(struct request *q, bool create, int *dir, int *lock);
  * *unknown_kid tells whether it failed only for want of its signing key. */
 int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid);
 
+int do_check(struct request *q);
 int do_register(struct request *q);
 int do_unregister(struct request *q);
 

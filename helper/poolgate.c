@@ -23,6 +23,7 @@
 #include <syslog.h>
 
 #include "agentfiles.h"
+#include "doctor.h"
 #include "enroll.h"
 #include "exchange.h"
 #include "fileio.h"
@@ -605,6 +606,37 @@ static int cmd_unregister(const struct globals *g, int argc, char **argv)
     return enroll_command(g, "unregister", argc, argv, false);
 }
 
+static int cmd_doctor(const struct globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"pam-dir", required_argument, NULL, 'p'},
+        {"sshd", required_argument, NULL, 's'},
+        {"sshd-config", required_argument, NULL, 'f'},
+        {0},
+    };
+    struct doctor_opts o = {.config_path = g->config_path,
+                            .helper_path = g->helper_path,
+                            .pam_dir = "/etc/pam.d",
+                            .sshd = "/usr/sbin/sshd"};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        if (c == 'p')
+            o.pam_dir = optarg;
+        else if (c == 's')
+            o.sshd = optarg;
+        else if (c == 'f')
+            o.sshd_config = optarg;
+        else
+            return complain(EXIT_USAGE, "doctor: unknown option (see poolgate --help)");
+    }
+    if (optind != argc)
+        return complain(EXIT_USAGE, "doctor: unexpected argument '%s'", argv[optind]);
+    if (g->helper_path[0] != '/')
+        return complain(EXIT_USAGE, "--helper must be an absolute path");
+    return doctor_run(&o);
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: poolgate [--config PATH] [--helper PATH] COMMAND [OPTIONS]\n"
@@ -618,6 +650,8 @@ static void usage(FILE *f)
           "  register [--user NAME] [--replace]\n"
           "           register the agent into its pool (after the stored sign-in passes)\n"
           "  unregister [--user NAME]       remove the agent from its pool and its files\n"
+          "  doctor [--pam-dir DIR] [--sshd PATH] [--sshd-config FILE]\n"
+          "           check this host's setup, one line per check\n"
           "\n"
           "options:\n"
           "  --config PATH   configuration file (default " PG_DEFAULT_CONFIG ")\n"
@@ -635,6 +669,7 @@ static const struct {
 } commands[] = {
     {"validate", cmd_validate}, {"login", cmd_login},       {"status", cmd_status},
     {"logout", cmd_logout},     {"register", cmd_register}, {"unregister", cmd_unregister},
+    {"doctor", cmd_doctor},
 };
 
 int main(int argc, char **argv)

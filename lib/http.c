@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <ctype.h>
 #include <stdio.h>
+#include <strings.h>
 #include <time.h>
 
 #include "http.h"
@@ -31,7 +32,23 @@ struct body {
     char *data;
     size_t len, cap, max;
     bool overflow;
+    int64_t date; /* the response's Date header, epoch seconds; 0 none */
 };
+
+/* Only the Date header is kept (poolgate doctor compares clocks with it). */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct body *b = userdata;
+    size_t n = size * nmemb;
+    char line[128];
+    if (n > 5 && n < sizeof(line) && strncasecmp(ptr, "date:", 5) == 0) {
+        memcpy(line, ptr + 5, n - 5);
+        line[n - 5] = '\0';
+        time_t t = curl_getdate(line, NULL);
+        b->date = t > 0 ? (int64_t)t : 0;
+    }
+    return n;
+}
 
 /* Grow without leaving stale copies of what may be a token behind. */
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -107,6 +124,8 @@ static bool set_limits(CURL *c, const struct pg_http_opts *o, struct body *b)
            curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)b->max) == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_WRITEDATA, b) == CURLE_OK &&
+           curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+           curl_easy_setopt(c, CURLOPT_HEADERDATA, b) == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_USERAGENT, "poolgate") == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, NULL) == CURLE_OK;
 }
@@ -165,6 +184,7 @@ static int perform(CURL *c, const struct pg_http_opts *o, const char *url, struc
     }
     res->body = TAKE_PTR(b.data);
     res->len = b.len;
+    res->date = b.date;
     r = 0;
 out:
     body_clear(&b);

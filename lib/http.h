@@ -32,6 +32,7 @@ struct pg_http_response {
     char *content_type; /* lower-case media type without parameters, or NULL */
     char *body;         /* NUL-terminated; may hold secrets: cleared on release */
     size_t len;
+    int64_t date; /* the Date header, epoch seconds; 0 when absent or unreadable */
 };
 
 struct pg_form_field {

@@ -30,7 +30,8 @@ int pg_msg_write(int fd, enum pg_msg_type type, json_t *payload)
 static bool known_type(unsigned char t)
 {
     return t == PG_MSG_LOGIN || t == PG_MSG_REFRESH || t == PG_MSG_KEYS || t == PG_MSG_LOGOUT ||
-           t == PG_MSG_REGISTER || t == PG_MSG_UNREGISTER || t == PG_MSG_PROMPT || t == PG_MSG_DONE;
+           t == PG_MSG_CHECK || t == PG_MSG_REGISTER || t == PG_MSG_UNREGISTER ||
+           t == PG_MSG_PROMPT || t == PG_MSG_DONE;
 }
 
 int pg_msg_read(int fd, enum pg_msg_type *type, json_t **payload, struct pg_error *err)

@@ -21,6 +21,7 @@ enum pg_msg_type {
     PG_MSG_REFRESH = 'R',    /* {"config", "uid"}: redeem the stored refresh token */
     PG_MSG_KEYS = 'K',       /* {"config", "unknown_kid"}: bring the key cache up to date */
     PG_MSG_LOGOUT = 'O',     /* {"config", "uid"}: delete the stored set */
+    PG_MSG_CHECK = 'C',      /* {"config"}: poolgate doctor's checks of the provider */
     PG_MSG_REGISTER = 'G',   /* {"config", "uid", "agent", "public_key", "replace"}: enroll */
     PG_MSG_UNREGISTER = 'U', /* {"config", "uid", "agent"}: remove from the pool */
     /* events, from the helper */
