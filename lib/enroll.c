@@ -53,6 +53,8 @@ static int preconditions(const struct pg_config *cfg, struct pg_error *err)
         return pg_fail(err, PG_ERR_CONFIG, "organization_url is not set in the configuration");
     if (!cfg->agent_dir)
         return pg_fail(err, PG_ERR_CONFIG, "agent_dir is not set in the configuration");
+    if (!cfg->agent_version)
+        return pg_fail(err, PG_ERR_CONFIG, "agent_version is not set in the configuration");
     int fd = open(cfg->agent_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", cfg->agent_dir, strerror(errno));
@@ -68,10 +70,6 @@ static json_t *register_request(const struct pg_enroll *e, const char *name, EVP
     char host[256] = "", os[600];
     char *modulus = NULL, *exponent = NULL;
     json_t *req = NULL;
-    if (!e->cfg->agent_version) {
-        pg_fail(err, PG_ERR_CONFIG, "agent_version is not set in the configuration");
-        return NULL;
-    }
     if (uname(&u) < 0 || gethostname(host, sizeof(host) - 1) < 0) {
         pg_fail(err, PG_ERR_INTERNAL, "cannot read the host's name: %s", strerror(errno));
         return NULL;
