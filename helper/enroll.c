@@ -42,7 +42,7 @@ static int devops_token(struct request *q, char **token)
         r = pg_fail(&q->err, PG_ERR_NOMEM, "out of memory"), scope = NULL;
     if (r == 0)
         r = pg_refresh(&q->http, d.token_endpoint, q->cfg->client_id, set.refresh_token, scope,
-                       &pg_system_clock, &fresh, &q->err);
+                       NULL, &pg_system_clock, &fresh, &q->err);
     if (r == 0 && !fresh.access_token)
         r = pg_fail(&q->err, PG_ERR_PROTOCOL, "the provider sent no token for Azure DevOps");
     /* The set keeps its gate token; only the rotated refresh token replaces the old. */

@@ -263,8 +263,9 @@ static int do_login(struct request *q)
     if (r == 0)
         r = open_store_locked(q, true, &dir, &lock);
     if (r == 0) {
-        struct pg_device_request req = {d.device_authorization_endpoint, d.token_endpoint,
-                                        q->cfg->client_id, q->cfg->scope, q->cfg->login_timeout};
+        struct pg_device_request req = {
+            d.device_authorization_endpoint, d.token_endpoint, q->cfg->client_id, q->cfg->scope,
+            q->cfg->login_timeout,           q->cfg->resource};
         r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, q, &ts, &q->err);
         /* Only a set whose gate token meets the policy replaces the stored one. */
         bool unknown_kid = false;
@@ -307,7 +308,7 @@ static int do_refresh(struct request *q)
         r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
     if (r == 0)
         r = pg_refresh(&q->http, d.token_endpoint, q->cfg->client_id, old.refresh_token,
-                       q->cfg->scope, &pg_system_clock, &fresh, &q->err);
+                       q->cfg->scope, q->cfg->resource, &pg_system_clock, &fresh, &q->err);
     /* Keep the old refresh token only when the provider did not rotate it. */
     if (r == 0 && !fresh.refresh_token)
         fresh.refresh_token = TAKE_PTR(old.refresh_token);

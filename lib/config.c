@@ -95,6 +95,7 @@ static const struct key keys[] = {
     {"keyvault_certificates", K_LIST, F(keyvault_certificates), 0, 0, NULL},
     {"keyvault_certificate_dir", K_PATH, F(keyvault_certificate_dir), 0, 0, NULL},
     {"allow_app_tokens", K_BOOL, F(allow_app_tokens), 0, 0, NULL},
+    {"resource", K_STRING, F(resource), 0, 0, NULL},
 };
 #undef F
 

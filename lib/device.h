@@ -92,6 +92,7 @@ struct pg_device_request {
     const char *client_id;
     const char *scope;
     long login_timeout;
+    const char *resource; /* RFC 8707 resource indicator, or NULL */
 };
 
 /*
@@ -106,13 +107,14 @@ int pg_device_login(const struct pg_http_opts *http, const struct pg_device_requ
                     struct pg_tokenset *out, struct pg_error *err);
 
 /*
- * Redeem a refresh token (RFC 6749 §6), optionally for another scope.  The
+ * Redeem a refresh token (RFC 6749 §6), optionally for another scope or
+ * resource (RFC 8707; NULL: none).  The
  * answer usually carries a rotated refresh token: the caller must store it
  * before using anything else from *out.  PG_ERR_DENIED when the provider
  * refuses the refresh token (invalid_grant: expired, revoked, replayed).
  */
 int pg_refresh(const struct pg_http_opts *http, const char *token_endpoint, const char *client_id,
-               const char *refresh_token, const char *scope, const struct pg_clock *clock,
-               struct pg_tokenset *out, struct pg_error *err);
+               const char *refresh_token, const char *scope, const char *resource,
+               const struct pg_clock *clock, struct pg_tokenset *out, struct pg_error *err);
 
 #endif

@@ -321,12 +321,22 @@ int pg_url_escape(const char *s, char **out)
     return 0;
 }
 
+/* application/json, or a JSON-based type with the +json suffix (RFC 6839
+ * §3.1), such as application/jwk-set+json, which key sets are served as. */
+static bool json_media_type(const char *t)
+{
+    size_t n = t ? strlen(t) : 0;
+    return t && (strcmp(t, "application/json") == 0 ||
+                 (strncmp(t, "application/", 12) == 0 && n > 17 &&
+                  strcmp(t + n - 5, "+json") == 0 && !strchr(t + 12, '/')));
+}
+
 int pg_http_expect_json(const struct pg_http_response *res, long want, const char *what,
                         struct pg_error *err)
 {
     if (res->status != want)
         return pg_fail(err, PG_ERR_PROTOCOL, "%s answered HTTP %ld", what, res->status);
-    if (!res->content_type || strcmp(res->content_type, "application/json") != 0)
+    if (!json_media_type(res->content_type))
         return pg_fail(err, PG_ERR_PROTOCOL, "%s answered with content type %s, not JSON", what,
                        res->content_type ? res->content_type : "(none)");
     return 0;

@@ -63,7 +63,8 @@ int pg_http_request(const struct pg_http_opts *o, const char *method, const char
                     const char *const *headers, const char *body, struct pg_http_response *res,
                     struct pg_error *err);
 
-/* Require status `want` and a JSON body (application/json); else PG_ERR_PROTOCOL. */
+/* Require status `want` and a JSON body (application/json or
+ * application/...+json); else PG_ERR_PROTOCOL. */
 int pg_http_expect_json(const struct pg_http_response *res, long want, const char *what,
                         struct pg_error *err);
 

@@ -7,6 +7,7 @@
  * the deadline; never put a device code or refresh token in a message.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <time.h>
 
 #include "device.h"
@@ -35,14 +36,36 @@ static void sys_sleep_ms(void *ctx, int64_t ms)
 
 const struct pg_clock pg_system_clock = {sys_monotonic_ms, sys_wall, sys_sleep_ms, NULL};
 
+/* An OAuth error answer (RFC 6749 §5.2): its code names what was refused. */
+static bool refusal(const struct pg_http_response *res, struct pg_error *err)
+{
+    json_error_t jerr;
+    json_t *doc = res->body ? json_loadb(res->body, res->len, 0, &jerr) : NULL;
+    const char *code = json_string_value(json_object_get(doc, "error"));
+    char shown[64];
+    if (code) {
+        pg_printable(shown, sizeof(shown), code);
+        pg_fail(err, PG_ERR_PROTOCOL,
+                "the device authorization endpoint refused the request (HTTP %ld): %s", res->status,
+                shown);
+    }
+    json_decref(doc);
+    return code != NULL;
+}
+
 static int request_code(const struct pg_http_opts *http, const struct pg_device_request *req,
                         struct pg_device_auth *auth, struct pg_error *err)
 {
-    const struct pg_form_field f[] = {{"client_id", req->client_id}, {"scope", req->scope}};
+    /* The resource indicator (RFC 8707 §2.1) goes last, and only when set. */
+    const struct pg_form_field f[] = {
+        {"client_id", req->client_id}, {"scope", req->scope}, {"resource", req->resource}};
     struct pg_http_response res = {0};
-    int r = pg_http_post_form(http, req->device_authorization_endpoint, f, 2, &res, err);
-    if (r == 0 &&
-        (r = pg_http_expect_json(&res, 200, "the device authorization endpoint", err)) == 0)
+    int r = pg_http_post_form(http, req->device_authorization_endpoint, f, req->resource ? 3 : 2,
+                              &res, err);
+    if (r == 0 && res.status != 200 && refusal(&res, err))
+        r = PG_ERR_PROTOCOL;
+    else if (r == 0 &&
+             (r = pg_http_expect_json(&res, 200, "the device authorization endpoint", err)) == 0)
         r = pg_device_auth_parse(res.body, res.len, auth, err);
     pg_http_response_clear(&res);
     return r;
@@ -57,9 +80,11 @@ static int poll_once(const struct pg_http_opts *http, const struct pg_device_req
         {"grant_type", "urn:ietf:params:oauth:grant-type:device_code"},
         {"client_id", req->client_id},
         {"device_code", auth->device_code},
+        {"resource", req->resource},
     };
     struct pg_http_response res = {0};
-    int r = pg_http_post_form(http, req->token_endpoint, f, PG_ARRAY_SIZE(f), &res, err);
+    int r = pg_http_post_form(http, req->token_endpoint, f, PG_ARRAY_SIZE(f) - !req->resource, &res,
+                              err);
     *timeout = r == PG_ERR_NETWORK;
     if (r == 0)
         r = pg_token_response_parse(res.status, res.body, res.len, now, outcome, ts, err);
@@ -130,19 +155,23 @@ int pg_device_login(const struct pg_http_opts *http, const struct pg_device_requ
 }
 
 int pg_refresh(const struct pg_http_opts *http, const char *token_endpoint, const char *client_id,
-               const char *refresh_token, const char *scope, const struct pg_clock *clock,
-               struct pg_tokenset *out, struct pg_error *err)
+               const char *refresh_token, const char *scope, const char *resource,
+               const struct pg_clock *clock, struct pg_tokenset *out, struct pg_error *err)
 {
-    const struct pg_form_field f[] = {
+    struct pg_form_field f[5] = {
         {"grant_type", "refresh_token"},
         {"client_id", client_id},
         {"refresh_token", refresh_token},
-        {"scope", scope ? scope : ""},
     };
+    size_t n = 3;
+    if (scope)
+        f[n++] = (struct pg_form_field){"scope", scope};
+    if (resource)
+        f[n++] = (struct pg_form_field){"resource", resource};
     struct pg_http_response res = {0};
     struct pg_tokenset ts = {0};
     enum pg_poll_outcome outcome = PG_POLL_FAILED;
-    int r = pg_http_post_form(http, token_endpoint, f, scope ? 4 : 3, &res, err);
+    int r = pg_http_post_form(http, token_endpoint, f, n, &res, err);
     if (r == 0)
         r = pg_token_response_parse(res.status, res.body, res.len, clock->wall(clock->ctx),
                                     &outcome, &ts, err);

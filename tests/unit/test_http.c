@@ -81,6 +81,34 @@ static void test_status_and_type_checked(void **state)
     pg_http_response_clear(&res);
 }
 
+/* Media types judged without a server: JSON and +json types (a key set is
+ * served as application/jwk-set+json), nothing that merely looks alike. */
+static void test_json_media_types(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *type;
+        int want;
+    } cases[] = {
+        {"application/json", 0},
+        {"application/jwk-set+json", 0},
+        {"application/problem+json", 0},
+        {"application/+json", PG_ERR_PROTOCOL},
+        {"text/json", PG_ERR_PROTOCOL},
+        {"application/jsonx", PG_ERR_PROTOCOL},
+        {"application/json+xml", PG_ERR_PROTOCOL},
+        {"application/a/b+json", PG_ERR_PROTOCOL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char type[64], body[] = "{}";
+        snprintf(type, sizeof(type), "%s", cases[i].type);
+        struct pg_http_response res = {.status = 200, .content_type = type, .body = body, .len = 2};
+        struct pg_error err = {0};
+        if (pg_http_expect_json(&res, 200, "test", &err) != cases[i].want)
+            fail_msg("%s: expected %d", cases[i].type, cases[i].want);
+    }
+}
+
 static void test_redirects_refused(void **state)
 {
     (void)state;
@@ -235,6 +263,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_ok),
         cmocka_unit_test(test_status_and_type_checked),
+        cmocka_unit_test(test_json_media_types),
         cmocka_unit_test(test_redirects_refused),
         cmocka_unit_test(test_size_cap),
         cmocka_unit_test(test_https_only),

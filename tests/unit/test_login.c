@@ -40,8 +40,9 @@ static void configure(const char *interval, const char *expires_in)
 
 static struct pg_device_request request(long login_timeout)
 {
-    return (struct pg_device_request){disco.device_authorization_endpoint, disco.token_endpoint,
-                                      client_id, "openid profile offline_access", login_timeout};
+    return (struct pg_device_request){
+        disco.device_authorization_endpoint, disco.token_endpoint, client_id,
+        "openid profile offline_access",     login_timeout,        NULL};
 }
 
 /* What the prompt does: approve, deny, or nothing (the operator walks away). */
@@ -118,13 +119,13 @@ static void test_sign_in_and_verify(void **state)
 
     /* Refresh with rotation: the old refresh token works once. */
     struct pg_tokenset next = {0};
-    assert_int_equal(pg_refresh(&o, disco.token_endpoint, client_id, ts.refresh_token, NULL,
+    assert_int_equal(pg_refresh(&o, disco.token_endpoint, client_id, ts.refresh_token, NULL, NULL,
                                 &pg_system_clock, &next, &err),
                      0);
     assert_non_null(next.refresh_token);
     assert_string_not_equal(next.refresh_token, ts.refresh_token);
     struct pg_tokenset replay = {0};
-    assert_int_equal(pg_refresh(&o, disco.token_endpoint, client_id, ts.refresh_token, NULL,
+    assert_int_equal(pg_refresh(&o, disco.token_endpoint, client_id, ts.refresh_token, NULL, NULL,
                                 &pg_system_clock, &replay, &err),
                      PG_ERR_DENIED);
     assert_null(replay.access_token);
@@ -133,7 +134,7 @@ static void test_sign_in_and_verify(void **state)
     struct pg_tokenset devops = {0};
     const char *scope = "499b84ac-1321-427f-aa17-267ca6975798/.default";
     assert_int_equal(pg_refresh(&o, disco.token_endpoint, client_id, next.refresh_token, scope,
-                                &pg_system_clock, &devops, &err),
+                                NULL, &pg_system_clock, &devops, &err),
                      0);
     assert_string_equal(devops.scope, scope);
     assert_string_not_equal(devops.refresh_token, next.refresh_token);

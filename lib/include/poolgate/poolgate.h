@@ -133,6 +133,7 @@ struct pg_config {
     struct pg_strlist keyvault_certificates;
     char *keyvault_certificate_dir;
     bool allow_app_tokens; /* as configured; see pg_config_app_tokens_allowed() */
+    char *resource;        /* RFC 8707 resource indicator for the sign-in and refresh; NULL: none */
 };
 
 /*
