@@ -59,7 +59,17 @@ static bool check_config(struct doctor *d)
         say(d, "fail", "config: %s", err.msg);
         return false;
     }
-    say(d, "ok", "config: %s", d->o->config_path);
+    static const char zero[] = "00000000-0000-0000-0000-000000000000";
+    const struct pg_config *c = d->cfg;
+    /* The installed file's placeholders load, but sign nobody in. */
+    if (strcmp(c->client_id, zero) == 0 || (c->tenant && strcmp(c->tenant, zero) == 0) ||
+        strstr(c->issuer, zero))
+        say(d, "fail",
+            "config: %s still holds the placeholder id %s: set issuer, client_id "
+            "and tenant to your tenant and app registration",
+            d->o->config_path, zero);
+    else
+        say(d, "ok", "config: %s", d->o->config_path);
     return true;
 }
 

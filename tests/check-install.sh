@@ -40,6 +40,9 @@ expect "$root/share/man/man5/poolgate.conf.5" 644
 expect "$root/share/man/man8/poolgate-helper.8" 644
 expect "$root/lib/sysusers.d/poolgate.conf" 644
 expect "$root/share/pam-configs/poolgate" 644
+expect "$root/share/doc/poolgate/examples/pam.d/poolgate-sshd" 644
+expect "$root/share/doc/poolgate/examples/sshd_config.d/poolgate.conf" 644
+expect "$root/share/doc/poolgate/examples/sudoers.d/poolgate" 644
 expect "$root/lib/tmpfiles.d/poolgate.conf" 644
 [ -L "$dest$libdir/libpoolgate.so.0" ] && passed=$((passed + 1)) ||
     { echo "missing: libpoolgate.so.0 link"; failed=$((failed + 1)); }
