@@ -47,7 +47,7 @@ static const char *architecture(const char *machine)
     return machine;
 }
 
-static int preconditions(const struct pg_config *cfg, struct pg_error *err)
+static int settings_ok(const struct pg_config *cfg, struct pg_error *err)
 {
     if (!cfg->organization_url)
         return pg_fail(err, PG_ERR_CONFIG, "organization_url is not set in the configuration");
@@ -60,6 +60,18 @@ static int preconditions(const struct pg_config *cfg, struct pg_error *err)
         return pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", cfg->agent_dir, strerror(errno));
     close(fd);
     return 0;
+}
+
+/* Everything local that a pool change needs, checked before the pool is
+ * touched; the agent's name in `name`. */
+static int preconditions(const struct pg_enroll *e, char *name, size_t namesz, struct pg_error *err)
+{
+    int r = settings_ok(e->cfg, err);
+    if (r == 0)
+        r = pg_agent_files_check(e->cfg->agent_dir, e->uid, e->gid, err);
+    if (r == 0)
+        r = pg_agent_name(e->cfg, name, namesz, err);
+    return r;
 }
 
 /* The request: who, what to register, and the public key. */
@@ -134,11 +146,7 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     struct pg_agent_files files = {0};
     char name[257];
     memset(out, 0, sizeof(*out));
-    int r = preconditions(e->cfg, err);
-    if (r == 0)
-        r = pg_agent_files_check(e->cfg->agent_dir, e->uid, e->gid, err);
-    if (r == 0)
-        r = pg_agent_name(e->cfg, name, sizeof(name), err);
+    int r = preconditions(e, name, sizeof(name), err);
     if (r == 0)
         r = pg_agent_key_new(&key, err);
     if (r == 0) {
@@ -165,11 +173,7 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     json_t *done = NULL;
     char name[257];
     memset(out, 0, sizeof(*out));
-    int r = preconditions(e->cfg, err);
-    if (r == 0)
-        r = pg_agent_files_check(e->cfg->agent_dir, e->uid, e->gid, err);
-    if (r == 0)
-        r = pg_agent_name(e->cfg, name, sizeof(name), err);
+    int r = preconditions(e, name, sizeof(name), err);
     if (r == 0) {
         json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
                                 (json_int_t)e->uid, "agent", "name", name);
