@@ -63,6 +63,17 @@ out:
     return r;
 }
 
+/* The Azure DevOps token from the configured unattended credential. */
+static int unattended_token(struct request *q, char **token)
+{
+    struct pg_discovery d = {0};
+    int r = endpoints(q, &d);
+    if (r == 0)
+        r = unattended_devops_token(q, &d, token);
+    pg_discovery_clear(&d);
+    return r;
+}
+
 /* A plain-text string member of the request, or NULL. */
 static const char *field(json_t *o, const char *key)
 {
@@ -89,7 +100,8 @@ static int devops_open(struct request *q, struct pg_devops *d, char **token)
         json_integer_value(asked) < limit)
         limit = json_integer_value(asked);
     q->http.deadline_ms = limit;
-    int r = devops_token(q, token);
+    int r = json_is_true(json_object_get(q->payload, "unattended")) ? unattended_token(q, token)
+                                                                    : devops_token(q, token);
     *d = (struct pg_devops){.http = q->http,
                             .org_url = q->cfg->organization_url,
                             .token = *token,
@@ -110,13 +122,14 @@ static int find_agent(struct request *q, const char *name, struct pg_devops *d, 
     return r;
 }
 
+/* The agent for DONE, beside what the token step put there already. */
 static int agent_result(struct request *q, int64_t pool_id, const struct pg_agent *a, bool replaced)
 {
-    q->result = json_pack("{s:{s:I, s:s, s:I, s:s, s:s, s:s, s:s?}, s:b}", "agent", "id",
+    json_t *o = json_pack("{s:{s:I, s:s, s:I, s:s, s:s, s:s, s:s?}, s:b}", "agent", "id",
                           (json_int_t)a->id, "name", a->name, "pool_id", (json_int_t)pool_id,
                           "pool", q->cfg->pool, "client_id", a->client_id, "authorization_url",
                           a->authorization_url, "server_url", a->server_url, "replaced", replaced);
-    return q->result ? 0 : pg_fail(&q->err, PG_ERR_NOMEM, "out of memory");
+    return add_result(q, o);
 }
 
 int do_register(struct request *q)

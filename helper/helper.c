@@ -48,6 +48,16 @@ static int status_of(int r)
     }
 }
 
+int add_result(struct request *q, json_t *o)
+{
+    int r =
+        o && (q->result ? json_object_update(q->result, o) : (q->result = json_incref(o), 0)) == 0
+            ? 0
+            : pg_fail(&q->err, PG_ERR_NOMEM, "out of memory");
+    json_decref(o);
+    return r;
+}
+
 int fetch_json(struct request *q, const char *url, size_t max, const char *what,
                struct pg_http_response *res)
 {
@@ -124,8 +134,7 @@ static int open_cache_dir(struct request *q, int *fd)
     return 0;
 }
 
-/* Fetch the key set when the cache rules say so; keep the last good set on failure. */
-static int update_keys(struct request *q, const struct pg_discovery *d)
+int update_keys(struct request *q, const struct pg_discovery *d)
 {
     int dir = -1;
     int r = open_cache_dir(q, &dir);
@@ -327,12 +336,16 @@ out:
     return r;
 }
 
+/* The token endpoint goes back too: unattended enrollment signs its
+ * client assertions for that audience. */
 static int do_keys(struct request *q)
 {
     struct pg_discovery d = {0};
     int r = endpoints(q, &d);
     if (r == 0)
         r = update_keys(q, &d);
+    if (r == 0 && !(q->result = json_pack("{s:s}", "token_endpoint", d.token_endpoint)))
+        r = pg_fail(&q->err, PG_ERR_NOMEM, "out of memory");
     pg_discovery_clear(&d);
     return r;
 }

@@ -31,6 +31,17 @@ int fetch_json(struct request *q, const char *url, size_t max, const char *what,
 /* The provider's endpoints: from the config, else discovery (cached). */
 int endpoints(struct request *q, struct pg_discovery *d);
 
+/* Merge the members of `o` (taken; NULL: out of memory) into DONE's result. */
+int add_result(struct request *q, json_t *o);
+
+/* Fetch the key set when the cache rules say so; keep the last good set on failure. */
+int update_keys(struct request *q, const struct pg_discovery *d);
+
+/* The Azure DevOps token of an unattended registration (unattended.c):
+ * the gate token first, verified as an app-only token, and Key Vault's
+ * certificates into q->result. */
+int unattended_devops_token(struct request *q, const struct pg_discovery *d, char **token);
+
 /* The caller's store directory, locked against concurrent refreshes. */
 int open_store_locked(struct request *q, bool create, int *dir, int *lock);
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <pwd.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <syslog.h>
 
@@ -348,11 +349,11 @@ out:
 }
 
 /* Options of the commands that act for an account. */
-enum { OPT_JSON = 1, OPT_REPLACE = 2, OPT_UNATTENDED = 4 };
+enum { OPT_JSON = 1, OPT_REPLACE = 2, OPT_UNATTENDED = 4, OPT_IF_NOT_REGISTERED = 8 };
 
 struct user_args {
     const char *user;
-    bool json, replace, unattended;
+    bool json, replace, unattended, if_not_registered;
 };
 
 static int user_parse_args(const char *cmd, int argc, char **argv, int allowed, struct user_args *a)
@@ -362,6 +363,7 @@ static int user_parse_args(const char *cmd, int argc, char **argv, int allowed, 
         {"json", no_argument, NULL, OPT_JSON},
         {"replace", no_argument, NULL, OPT_REPLACE},
         {"unattended", no_argument, NULL, OPT_UNATTENDED},
+        {"if-not-registered", no_argument, NULL, OPT_IF_NOT_REGISTERED},
         {0},
     };
     int c;
@@ -369,8 +371,11 @@ static int user_parse_args(const char *cmd, int argc, char **argv, int allowed, 
     while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         if (c == 'u')
             a->user = optarg;
-        else if (c > 0 && c <= OPT_UNATTENDED && (c & allowed))
-            *(c == OPT_JSON ? &a->json : c == OPT_REPLACE ? &a->replace : &a->unattended) = true;
+        else if (c > 0 && c <= OPT_IF_NOT_REGISTERED && (c & allowed))
+            *(c == OPT_JSON         ? &a->json
+              : c == OPT_REPLACE    ? &a->replace
+              : c == OPT_UNATTENDED ? &a->unattended
+                                    : &a->if_not_registered) = true;
         else
             return complain(EXIT_USAGE, "%s: unknown option (see poolgate --help)", cmd);
     }
@@ -535,7 +540,63 @@ static void audit_enroll(const char *action, const struct passwd *pw, const stru
     closelog();
 }
 
-/* Register or unregister, after the stored gate token passed the policy now. */
+/*
+ * The agent account of an unattended registration: --user, else the owner
+ * of agent_dir (at boot root runs it, and the agent was unpacked by, and
+ * runs as, that account).
+ */
+static int unattended_account(const char *user, const struct pg_config *cfg, struct passwd *pw,
+                              char *buf, size_t bufsz)
+{
+    struct passwd *found = NULL;
+    struct stat st;
+    if (geteuid() != 0)
+        return complain(EXIT_USAGE, "register --unattended: only root may register unattended "
+                                    "(it reads certificate_file and writes the agent's files)");
+    if (user)
+        return agent_account(user, pw, buf, bufsz);
+    if (!cfg->agent_dir || stat(cfg->agent_dir, &st) < 0)
+        return complain(EXIT_USAGE, "register --unattended: agent_dir %s: %s",
+                        cfg->agent_dir ? cfg->agent_dir : "is not set",
+                        cfg->agent_dir ? strerror(errno) : "set it in the configuration");
+    if (st.st_uid == 0)
+        return complain(EXIT_USAGE,
+                        "register --unattended: %s is owned by root; name the agent account "
+                        "with --user",
+                        cfg->agent_dir);
+    if (getpwuid_r(st.st_uid, pw, buf, bufsz, &found) || !found)
+        return complain(EXIT_USAGE, "register --unattended: no account has uid %u (owner of %s)",
+                        (unsigned)st.st_uid, cfg->agent_dir);
+    return 0;
+}
+
+/* The service principal or managed identity the helper's gate passed. */
+static struct pg_identity app_identity(struct pg_enrolled *done)
+{
+    return (struct pg_identity){.oid = done->oid[0] ? done->oid : NULL,
+                                .tid = done->tid[0] ? done->tid : NULL,
+                                .name = done->name[0] ? done->name : NULL,
+                                .app_only = true};
+}
+
+/* Who may register: the stored gate token must pass the policy now. */
+static int operator_gate(const struct globals *g, const char *cmd, const struct pg_config *cfg,
+                         const struct helper *h, const struct passwd *pw,
+                         struct pg_verify_result *res)
+{
+    struct pg_enrolled none = {0};
+    bool refresh = false;
+    int r = report_verify(stored_identity(g, cfg, h, pw->pw_uid, res, &refresh), res);
+    if (r != 0) {
+        pg_agent_name(cfg, none.agent_name, sizeof(none.agent_name), NULL);
+        audit_enroll(cmd, pw, &res->id, cfg, &none, "refused", "the gate token does not pass");
+    }
+    return r;
+}
+
+/* Register or unregister, after the gate passed: the stored operator's
+ * token, or (--unattended) the configured credential's, checked by the
+ * helper before Azure DevOps is asked anything. */
 static int enroll_command(const struct globals *g, const char *cmd, int argc, char **argv, bool reg)
 {
     struct user_args a = {0};
@@ -546,42 +607,48 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     struct pg_error err = {0};
     struct passwd pw;
     char buf[4096];
-    bool refresh = false;
-    int r = user_parse_args(cmd, argc, argv, reg ? OPT_REPLACE | OPT_UNATTENDED : 0, &a);
-    if (r == 0 && a.unattended)
-        r = complain(EXIT_USAGE, "register: --unattended is not available in this build");
-    if (r == 0)
-        r = agent_account(a.user, &pw, buf, sizeof(buf));
+    int r = user_parse_args(cmd, argc, argv,
+                            reg ? OPT_REPLACE | OPT_UNATTENDED | OPT_IF_NOT_REGISTERED : 0, &a);
+    if (r == 0 && a.if_not_registered && !a.unattended)
+        r = complain(EXIT_USAGE, "register: --if-not-registered goes with --unattended");
     if (r == 0)
         r = load_config(g, &cfg);
     if (r == 0)
-        r = find_helper(g, cfg, &h);
-    if (r != 0)
-        goto out;
-    /* Nothing reaches Azure DevOps unless the gate holds now. */
-    r = report_verify(stored_identity(g, cfg, &h, pw.pw_uid, &res, &refresh), &res);
-    if (r != 0) {
-        pg_agent_name(cfg, done.agent_name, sizeof(done.agent_name), NULL);
-        audit_enroll(cmd, &pw, &res.id, cfg, &done, "refused", "the gate token does not pass");
+        r = a.unattended ? unattended_account(a.user, cfg, &pw, buf, sizeof(buf))
+                         : agent_account(a.user, &pw, buf, sizeof(buf));
+    if (r == 0 && a.if_not_registered && cfg->agent_dir && pg_agent_registered(cfg->agent_dir)) {
+        fprintf(stderr, "agent already registered in %s; nothing to do\n", cfg->agent_dir);
         goto out;
     }
+    if (r == 0)
+        r = find_helper(g, cfg, &h);
+    /* Nothing reaches Azure DevOps unless the gate holds now. */
+    if (r == 0 && !a.unattended)
+        r = operator_gate(g, cmd, cfg, &h, &pw, &res);
+    if (r != 0)
+        goto out;
     struct pg_enroll e = {
         cfg,
         g->config_path,
         {.path = h.path, .uid = h.uid, .gid = h.gid, .stderr_fd = STDERR_FILENO, .fd = -1},
         pw.pw_uid,
         pw.pw_gid,
-        a.replace};
+        a.replace,
+        a.unattended};
     int v = reg ? pg_enroll(&e, &done, &err) : pg_unenroll(&e, &done, &err);
+    struct pg_identity app = app_identity(&done);
+    const struct pg_identity *who = a.unattended ? &app : &res.id;
     if (v < 0) {
         if (!done.agent_name[0])
             pg_agent_name(cfg, done.agent_name, sizeof(done.agent_name), NULL);
-        audit_enroll(cmd, &pw, &res.id, cfg, &done, "failed", err.msg);
+        /* Unattended, a denial is the gate's (or Azure DevOps') verdict on the identity. */
+        audit_enroll(cmd, &pw, who, cfg, &done,
+                     a.unattended && v == PG_ERR_DENIED ? "refused" : "failed", err.msg);
         r = complain(exit_code(v), "%s: %s", cmd, err.msg);
         goto out;
     }
     const char *outcome = !reg ? "unregistered" : done.replaced ? "replaced" : "registered";
-    audit_enroll(cmd, &pw, &res.id, cfg, &done, outcome, NULL);
+    audit_enroll(cmd, &pw, who, cfg, &done, outcome, NULL);
     if (reg)
         fprintf(stderr,
                 "agent '%s' %s in pool '%s' (agent id %lld, pool id %lld); files written to %s\n",

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "unattended.h"
 
 #define CONFIG_MAX_BYTES (64 * 1024)
 #define LINE_MAX_BYTES 4096
@@ -53,6 +54,7 @@ static const char *const prompt_names[] = {"auto", "info", "enter", NULL};
 static const char *const qr_names[] = {"auto", "on", "off", NULL};
 static const char *const credential_names[] = {"device", "client_certificate", "managed_identity",
                                                NULL};
+static const char *const assertion_names[] = {"PS256", "RS256", NULL};
 
 #define F(field) offsetof(struct pg_config, field)
 static const struct key keys[] = {
@@ -96,6 +98,8 @@ static const struct key keys[] = {
     {"keyvault_certificate_dir", K_PATH, F(keyvault_certificate_dir), 0, 0, NULL},
     {"allow_app_tokens", K_BOOL, F(allow_app_tokens), 0, 0, NULL},
     {"resource", K_STRING, F(resource), 0, 0, NULL},
+    {"assertion_algorithm", K_ENUM, F(assertion_algorithm), 0, 0, assertion_names},
+    {"imds_endpoint", K_STRING, F(imds_endpoint), 0, 0, NULL},
 };
 #undef F
 
@@ -103,7 +107,8 @@ static const struct key keys[] = {
 
 /* Enum fields are written through an int pointer. */
 _Static_assert(sizeof(enum pg_validate) == sizeof(int) && sizeof(enum pg_qr) == sizeof(int) &&
-                   sizeof(enum pg_credential) == sizeof(int),
+                   sizeof(enum pg_credential) == sizeof(int) &&
+                   sizeof(enum pg_assertion_alg) == sizeof(int),
                "enum fields must be int-sized");
 
 /* Parser state: where we are, and on which line each key was first seen. */
@@ -445,6 +450,59 @@ static int set_defaults(struct pg_config *cfg)
     return 0;
 }
 
+/* The unattended credentials' keys: each needs its companions. */
+static bool loopback_or_link_local(const char *host)
+{
+    if (strncmp(host, "127.", 4) == 0)
+        return host[4] && strspn(host + 4, "0123456789.") == strlen(host + 4);
+    return strcmp(host, "169.254.169.254") == 0 || strcmp(host, "[::1]") == 0;
+}
+
+bool pg_imds_endpoint_ok(const char *url)
+{
+    char host[64];
+    const char *path = pg_url_authority(url, "http://", host, sizeof(host));
+    return path && loopback_or_link_local(host);
+}
+
+static int check_unattended(struct cfgparse *p)
+{
+    const struct pg_config *c = p->cfg;
+    char name[128];
+    if (c->credential == PG_CRED_CLIENT_CERTIFICATE && !c->certificate_file)
+        return pg_fail(p->err, PG_ERR_CONFIG,
+                       "%s: credential = client_certificate needs certificate_file", p->name);
+    if (c->credential != PG_CRED_DEVICE && !c->gate_scope)
+        return pg_fail(p->err, PG_ERR_CONFIG, "%s: credential = %s needs gate_scope", p->name,
+                       credential_names[c->credential]);
+    if (c->imds_endpoint && !pg_imds_endpoint_ok(c->imds_endpoint))
+        return pg_fail(p->err, PG_ERR_CONFIG,
+                       "%s: imds_endpoint must be plain http to 169.254.169.254 (or loopback, "
+                       "for tests)",
+                       p->name);
+    if (c->keyvault_certificates.count && !c->keyvault_certificate_dir)
+        return pg_fail(p->err, PG_ERR_CONFIG,
+                       "%s: keyvault_certificates needs keyvault_certificate_dir", p->name);
+    if (c->keyvault_certificates.count > PG_VAULT_MAX_CERTIFICATES)
+        return pg_fail(p->err, PG_ERR_CONFIG, "%s: keyvault_certificates lists more than %d",
+                       p->name, PG_VAULT_MAX_CERTIFICATES);
+    for (size_t i = 0; i < c->keyvault_certificates.count; i++) {
+        struct pg_error e = {0};
+        if (pg_vault_secret_name(c->keyvault_certificates.items[i], name, sizeof(name), &e) < 0)
+            return pg_fail(p->err, PG_ERR_CONFIG, "%s: %s", p->name, e.msg);
+        /* Each becomes keyvault_certificate_dir/<name>.pem: names must differ. */
+        for (size_t j = 0; j < i; j++) {
+            char other[128];
+            pg_vault_secret_name(c->keyvault_certificates.items[j], other, sizeof(other), NULL);
+            if (strcmp(name, other) == 0)
+                return pg_fail(p->err, PG_ERR_CONFIG,
+                               "%s: keyvault_certificates names the secret '%s' twice", p->name,
+                               name);
+        }
+    }
+    return 0;
+}
+
 /* Rules that involve more than one key. */
 static int check_whole(struct cfgparse *p)
 {
@@ -460,6 +518,9 @@ static int check_whole(struct cfgparse *p)
                        "%s: set at most one of managed_identity_client_id, "
                        "managed_identity_object_id, managed_identity_resource_id",
                        p->name);
+    int r = check_unattended(p);
+    if (r < 0)
+        return r;
     /* Entra writes tid in lower case; an upper-case GUID in the file means the same tenant. */
     for (char *t = c->tenant; t && *t; t++)
         *t = (char)tolower((unsigned char)*t);

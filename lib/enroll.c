@@ -16,6 +16,7 @@
 #include "agentfiles.h"
 #include "enroll.h"
 #include "internal.h"
+#include "unattended.h"
 
 /* Extra time for the helper beyond login_timeout (its own deadline). */
 #define HELPER_SLACK_MS 30000
@@ -138,6 +139,18 @@ static int settings_from(json_t *done, const struct pg_config *cfg, struct pg_ag
     return 0;
 }
 
+/* Who the helper's gate let through, for the audit line. */
+static void identity_from(json_t *done, struct pg_enrolled *out)
+{
+    json_t *id = json_object_get(done, "identity");
+    const char *oid = json_string_value(json_object_get(id, "oid"));
+    const char *tid = json_string_value(json_object_get(id, "tid"));
+    const char *name = json_string_value(json_object_get(id, "name"));
+    pg_printable(out->oid, sizeof(out->oid), oid ? oid : "-");
+    pg_printable(out->tid, sizeof(out->tid), tid ? tid : "-");
+    pg_printable(out->name, sizeof(out->name), name);
+}
+
 int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err)
 {
     EVP_PKEY *key = NULL;
@@ -151,13 +164,22 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
         r = pg_agent_key_new(&key, err);
     if (r == 0) {
         json_t *req = register_request(e, name, key, err);
-        r = req ? call(e, PG_MSG_REGISTER, req, &done, err) : err->code;
+        r = req ? 0 : PG_ERR_NOMEM;
+        if (r == 0 && e->unattended)
+            r = pg_unattended_request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L, req,
+                                      err);
+        if (r == 0)
+            r = call(e, PG_MSG_REGISTER, req, &done, err);
         json_decref(req);
     }
     if (r == 0)
         r = settings_from(done, e->cfg, &s, out, err);
     if (r == 0 && (s.client_id == NULL || s.authorization_url == NULL))
         r = pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: the agent has no OAuth client");
+    if (r == 0 && e->unattended) {
+        identity_from(done, out);
+        r = pg_vault_write(e->cfg, done, e->uid, e->gid, err);
+    }
     if (r == 0)
         r = pg_agent_files_render(key, &s, &files, err);
     if (r == 0)

@@ -20,6 +20,7 @@ struct pg_enroll {
     uid_t uid;               /* the agent account: whose token set, whose files */
     gid_t gid;
     bool replace;
+    bool unattended; /* tokens from the configured credential, not a stored sign-in */
 };
 
 struct pg_enrolled {
@@ -28,6 +29,10 @@ struct pg_enrolled {
     char agent_name[257];
     bool replaced; /* register: an agent of that name was replaced */
     bool was_gone; /* unregister: the pool no longer had it */
+    /* unattended: the service principal or managed identity the gate passed */
+    char oid[64];
+    char tid[64];
+    char name[128];
 };
 
 /* agent_name, or the short host name when it is not set. */

@@ -69,6 +69,21 @@ int pg_file_read(int dirfd, const char *name, size_t max, uid_t owner, const cha
 int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, const char *what,
                     struct pg_error *err)
 {
+    return pg_file_replace_as(dirfd, name, data, len, 0600, (uid_t)-1, (gid_t)-1, what, err);
+}
+
+/* The new file's mode and owner, set on the descriptor before it is renamed
+ * into place, so the name never shows a file with the wrong ones. */
+static int set_mode(int fd, mode_t mode, uid_t uid, gid_t gid)
+{
+    if (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0)
+        return -1;
+    return fchmod(fd, mode);
+}
+
+int pg_file_replace_as(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                       uid_t uid, gid_t gid, const char *what, struct pg_error *err)
+{
     char tmp[96];
     unsigned rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
@@ -80,6 +95,9 @@ int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, c
         r = pg_fail(err, PG_ERR_IO, "cannot create a new %s: %s", what, strerror(errno));
     if (r == 0 && (r = pg_write_all(fd, data, len)) < 0)
         r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(errno));
+    if (r == 0 && set_mode(fd, mode, uid, gid) < 0)
+        r = pg_fail(err, PG_ERR_IO, "cannot set the owner or mode of the %s: %s", what,
+                    strerror(errno));
     if (r == 0 && fsync(fd) < 0)
         r = pg_fail(err, PG_ERR_IO, "cannot write the %s: %s", what, strerror(errno));
     if (fd >= 0 && close(fd) < 0 && r == 0)

@@ -25,4 +25,8 @@ int pg_file_read(int dirfd, const char *name, size_t max, uid_t owner, const cha
 int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, const char *what,
                     struct pg_error *err);
 
+/* The same with the new file's mode and owner (uid -1: the writer's). */
+int pg_file_replace_as(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                       uid_t uid, gid_t gid, const char *what, struct pg_error *err);
+
 #endif

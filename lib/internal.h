@@ -43,6 +43,15 @@ bool pg_strlist_contains(const struct pg_strlist *l, const char *s);
 /* strndup that never reads past len and fails on embedded NUL (returns NULL, sets *bad). */
 char *pg_strndup_checked(const char *s, size_t len);
 
+/*
+ * "<scheme>HOST[:PORT]/PATH" checked strictly: a host of letters, digits,
+ * '.' and '-' (or a bracketed IPv6 address), no user info, a port of 1-5
+ * digits, and a path without query, fragment, spaces or control
+ * characters.  The host goes to `host`; returns the path, or NULL.
+ */
+const char *pg_url_authority(const char *url, const char *scheme, char *host, size_t hostsz);
+
+
 /* An https:// URL with a host and no whitespace or control characters. */
 bool pg_https_url(const char *s);
 

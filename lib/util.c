@@ -1,4 +1,5 @@
 /* Small shared helpers: error text, string lists, clearing memory. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -121,6 +122,46 @@ bool pg_https_url(const char *s)
         if (*c <= 0x20 || *c == 0x7f)
             return false;
     return true;
+}
+
+const char *pg_url_authority(const char *url, const char *scheme, char *host, size_t hostsz)
+{
+    size_t n = strlen(scheme), h = 0;
+    if (strncmp(url, scheme, n) != 0)
+        return NULL;
+    const char *p = url + n;
+    /* A DNS name or IPv4 address, or a bracketed IPv6 address: no user info. */
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+        h = end ? (size_t)(end - p) + 1 : 0;
+        for (size_t i = 1; i + 1 < h; i++)
+            if (!isxdigit((unsigned char)p[i]) && p[i] != ':' && p[i] != '.')
+                return NULL;
+        if (h < 3)
+            return NULL;
+    } else {
+        while (isalnum((unsigned char)p[h]) || p[h] == '.' || p[h] == '-')
+            h++;
+    }
+    if (h == 0 || h >= hostsz)
+        return NULL;
+    memcpy(host, p, h);
+    host[h] = '\0';
+    p += h;
+    if (*p == ':') {
+        size_t d = 0;
+        while (isdigit((unsigned char)p[1 + d]))
+            d++;
+        if (d == 0 || d > 5)
+            return NULL;
+        p += 1 + d;
+    }
+    if (*p != '/')
+        return NULL;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+        if (*c <= 0x20 || *c == 0x7f || *c == '?' || *c == '#')
+            return NULL;
+    return p;
 }
 
 int pg_write_all(int fd, const void *data, size_t len)

@@ -545,7 +545,7 @@ static int enroll_at_session(struct gate *g)
     }
     bool gated = r == 0;
     if (gated) {
-        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false};
+        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false, false};
         if ((r = pg_enroll(&e, &done, &err)) < 0)
             snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
     }

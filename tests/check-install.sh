@@ -44,6 +44,9 @@ expect "$root/share/doc/poolgate/examples/pam.d/poolgate-sshd" 644
 expect "$root/share/doc/poolgate/examples/sshd_config.d/poolgate.conf" 644
 expect "$root/share/doc/poolgate/examples/sudoers.d/poolgate" 644
 expect "$root/lib/tmpfiles.d/poolgate.conf" 644
+expect "$root/lib/systemd/system/poolgate-enroll.service" 644
+grep -qx "ExecStart=$prefix/bin/poolgate register --unattended --if-not-registered" "$root/lib/systemd/system/poolgate-enroll.service" && passed=$((passed + 1)) ||
+    { echo "poolgate-enroll.service: ExecStart does not name $prefix/bin/poolgate"; failed=$((failed + 1)); }
 [ -L "$dest$libdir/libpoolgate.so.0" ] && passed=$((passed + 1)) ||
     { echo "missing: libpoolgate.so.0 link"; failed=$((failed + 1)); }
 unsafe=$(find "$dest" -type f \( -perm -4000 -o -perm -2000 -o -perm -020 -o -perm -002 \))

@@ -74,6 +74,7 @@ enum pg_credential {
     PG_CRED_CLIENT_CERTIFICATE = 1,
     PG_CRED_MANAGED_IDENTITY = 2
 };
+enum pg_assertion_alg { PG_ASSERTION_PS256 = 0, PG_ASSERTION_RS256 = 1 };
 
 /* A list of strings; items are unique and non-empty. */
 struct pg_strlist {
@@ -134,6 +135,8 @@ struct pg_config {
     char *keyvault_certificate_dir;
     bool allow_app_tokens; /* as configured; see pg_config_app_tokens_allowed() */
     char *resource;        /* RFC 8707 resource indicator for the sign-in and refresh; NULL: none */
+    enum pg_assertion_alg assertion_algorithm; /* client_certificate's assertions */
+    char *imds_endpoint; /* NULL: the link-local instance metadata endpoint */
 };
 
 /*

@@ -1,0 +1,240 @@
+/*
+ * Certificates kept in Azure Key Vault, read as secrets (a Key Vault
+ * certificate's secret holds the certificate with its private key, as PEM
+ * or as base64 PKCS#12).
+ *
+ * MUST:
+ *   - Accept only https secret URIs of the documented shape, and send the
+ *     token to nothing else.
+ *   - Turn Key Vault's errors into what the admin has to change (access
+ *     policy or role, the secret's name), never into a retry loop.
+ *   - Hand out the private key only as PKCS#8 PEM in a buffer that is
+ *     cleared on release.
+ */
+#include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+
+#include "internal.h"
+#include "proto.h"
+#include "unattended.h"
+
+#define NAME_MAX_LEN 127
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* "/secrets/<name>[/<version>]" with a 1..127 character name; the name's length. */
+static size_t secret_path(const char *path)
+{
+    static const char prefix[] = "/secrets/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    const char *name = path + sizeof(prefix) - 1, *p = name;
+    while (name_char(*p))
+        p++;
+    size_t n = (size_t)(p - name);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return 0;
+    if (*p == '/')
+        for (p++; *p; p++)
+            if (!name_char(*p))
+                return 0;
+    return *p ? 0 : n;
+}
+
+int pg_vault_secret_name(const char *uri, char *name, size_t namesz, struct pg_error *err)
+{
+    char host[256];
+    const char *path = pg_url_authority(uri, "https://", host, sizeof(host));
+    size_t n = path && host[0] != '[' ? secret_path(path) : 0;
+    if (n == 0 || n >= namesz)
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "keyvault_certificates: '%.120s' is not a Key Vault secret URI "
+                       "(https://VAULT.vault.azure.net/secrets/NAME[/VERSION])",
+                       uri);
+    snprintf(name, namesz, "%.*s", (int)n, path + 9);
+    return 0;
+}
+
+/* Key Vault's {"error": {"code", "message"}}, as what to do about it. */
+static int vault_error(json_t *doc, long status, struct pg_error *err)
+{
+    json_t *e = json_object_get(doc, "error");
+    char code[64], msg[160];
+    const char *c = json_string_value(json_object_get(e, "code"));
+    const char *inner =
+        json_string_value(json_object_get(json_object_get(e, "innererror"), "code"));
+    pg_printable(code, sizeof(code), inner ? inner : c ? c : "no error code");
+    pg_printable(msg, sizeof(msg), json_string_value(json_object_get(e, "message")));
+    if (status == 403)
+        return pg_fail(err, PG_ERR_DENIED,
+                       "Key Vault denied access (%s): give this identity the 'get' permission on "
+                       "secrets (the Key Vault Secrets User role)",
+                       code);
+    if (status == 404)
+        return pg_fail(err, PG_ERR_CONFIG, "Key Vault has no such secret (%s)", code);
+    if (status == 401)
+        return pg_fail(err, PG_ERR_DENIED, "Key Vault refused the token (%s): %s", code, msg);
+    return pg_fail(err, PG_ERR_PROTOCOL, "Key Vault answered HTTP %ld (%s): %s", status, code, msg);
+}
+
+int pg_vault_parse(long status, const char *body, size_t len, char **content_type, char **value,
+                   struct pg_error *err)
+{
+    json_t *doc = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *attrs = json_object_get(doc, "attributes");
+    const char *v = json_string_value(json_object_get(doc, "value"));
+    const char *ct = json_string_value(json_object_get(doc, "contentType"));
+    int r = 0;
+    if (!json_is_object(doc))
+        r = pg_fail(err, PG_ERR_PROTOCOL, "Key Vault answered HTTP %ld without a JSON object",
+                    status);
+    else if (status != 200)
+        r = vault_error(doc, status, err);
+    else if (!v || !*v || json_string_length(json_object_get(doc, "value")) != strlen(v))
+        r = pg_fail(err, PG_ERR_PROTOCOL, "Key Vault sent a secret without a value");
+    else if (!ct)
+        r = pg_fail(err, PG_ERR_PROTOCOL,
+                    "the secret has no contentType: it is not a Key Vault certificate");
+    else if (json_is_false(json_object_get(attrs, "enabled")))
+        r = pg_fail(err, PG_ERR_CONFIG, "the secret is disabled in Key Vault");
+    else if (!(*value = strdup(v)) || !(*content_type = strdup(ct))) {
+        pg_free_secret(TAKE_PTR(*value));
+        r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    }
+    if (doc && v)
+        pg_json_clear_string(json_object_get(doc, "value"));
+    json_decref(doc);
+    return r;
+}
+
+void pg_vault_cert_clear(struct pg_vault_cert *c)
+{
+    free(c->cert_pem);
+    pg_free_secret(c->key_pem);
+    c->cert_pem = c->key_pem = NULL;
+}
+
+/* A memory BIO's contents as a string. */
+static char *bio_string(BIO *b)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+    return n > 0 ? strndup(data, (size_t)n) : NULL;
+}
+
+/* The certificates (leaf first) and the key as PEM text. */
+static int render(X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, struct pg_vault_cert *out,
+                  struct pg_error *err)
+{
+    BIO *c = BIO_new(BIO_s_mem()), *k = key ? BIO_new(BIO_s_secmem()) : NULL;
+    bool ok = c && (!key || k) && PEM_write_bio_X509(c, leaf);
+    for (int i = 0; ok && i < sk_X509_num(chain); i++)
+        ok = PEM_write_bio_X509(c, sk_X509_value(chain, i));
+    if (ok && key)
+        ok = PEM_write_bio_PrivateKey(k, key, NULL, NULL, 0, NULL, NULL) &&
+             (out->key_pem = bio_string(k));
+    if (ok)
+        ok = (out->cert_pem = bio_string(c)) != NULL;
+    BIO_free(c);
+    BIO_free(k); /* secure heap: cleared when freed */
+    if (!ok)
+        pg_vault_cert_clear(out);
+    return ok ? 0 : pg_fail(err, PG_ERR_CRYPTO, "cannot write the certificate as PEM");
+}
+
+static int from_pem(const char *value, struct pg_vault_cert *out, struct pg_error *err)
+{
+    BIO *b = BIO_new_mem_buf(value, -1);
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL, *x;
+    EVP_PKEY *key = NULL;
+    int r = 0;
+    while (leaf && chain && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+        if (!sk_X509_push(chain, x))
+            X509_free(x);
+    BIO_free(b);
+    if ((b = BIO_new_mem_buf(value, -1)))
+        key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
+    BIO_free(b);
+    if (!leaf || !chain)
+        r = pg_fail(err, PG_ERR_PROTOCOL, "the PEM secret holds no certificate");
+    else if (key && X509_check_private_key(leaf, key) != 1)
+        r = pg_fail(err, PG_ERR_PROTOCOL,
+                    "the PEM secret's key does not belong to its certificate");
+    else
+        r = render(leaf, chain, key, out, err);
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+    return r;
+}
+
+/* Strict standard base64 (Key Vault's encoding of PKCS#12) into a DER buffer. */
+static unsigned char *base64_der(const char *value, int *len)
+{
+    size_t n = strlen(value);
+    if (n == 0 || n % 4 || n > PG_VAULT_MAX_RESPONSE)
+        return NULL;
+    unsigned char *der = malloc(n / 4 * 3);
+    int k = der ? EVP_DecodeBlock(der, (const unsigned char *)value, (int)n) : -1;
+    if (k < 0) {
+        free(der);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts padding as zero bytes. */
+    *len = k - (value[n - 1] == '=') - (value[n - 2] == '=');
+    return der;
+}
+
+static int from_pkcs12(const char *value, struct pg_vault_cert *out, struct pg_error *err)
+{
+    int len = 0;
+    unsigned char *der = base64_der(value, &len);
+    const unsigned char *p = der;
+    PKCS12 *p12 = der ? d2i_PKCS12(NULL, &p, len) : NULL;
+    EVP_PKEY *key = NULL;
+    X509 *leaf = NULL;
+    STACK_OF(X509) *chain = NULL;
+    int r = 0;
+    if (!p12)
+        r = pg_fail(err, PG_ERR_PROTOCOL, "the PKCS#12 secret is not valid base64 PKCS#12");
+    /* Key Vault exports PKCS#12 without a password: try the empty one, then none. */
+    else if (!PKCS12_parse(p12, "", &key, &leaf, &chain) &&
+             !PKCS12_parse(p12, NULL, &key, &leaf, &chain))
+        r = pg_fail(err, PG_ERR_PROTOCOL,
+                    "cannot read the PKCS#12 secret (password-protected, or a legacy cipher)");
+    else if (!leaf)
+        r = pg_fail(err, PG_ERR_PROTOCOL, "the PKCS#12 secret holds no certificate");
+    else
+        r = render(leaf, chain, key, out, err);
+    if (der)
+        pg_memzero(der, (size_t)len);
+    free(der);
+    PKCS12_free(p12);
+    EVP_PKEY_free(key);
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    return r;
+}
+
+int pg_vault_decode(const char *content_type, const char *value, struct pg_vault_cert *out,
+                    struct pg_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (strcmp(content_type, "application/x-pem-file") == 0)
+        return from_pem(value, out, err);
+    if (strcmp(content_type, "application/x-pkcs12") == 0)
+        return from_pkcs12(value, out, err);
+    char shown[64];
+    pg_printable(shown, sizeof(shown), content_type);
+    return pg_fail(err, PG_ERR_PROTOCOL,
+                   "the secret's contentType '%s' is neither application/x-pem-file nor "
+                   "application/x-pkcs12",
+                   shown);
+}
