@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
-for target in b64url json config jwks token responses proto devops; do
+for target in b64url json config jwks token responses proto devops imds vault; do
     exe=$build/fuzz/fuzz_$target
     mkdir -p "$work/$target"
     cp -r "$here/corpus/$target/." "$work/$target/"
@@ -21,6 +21,7 @@ for target in b64url json config jwks token responses proto devops; do
     json) args+=(-dict="$here/dict/json.dict") ;;
     token) args+=(-dict="$here/dict/token.dict") ;;
     devops) args+=(-dict="$here/dict/devops.dict") ;;
+    imds) args+=(-dict="$here/dict/imds.dict") ;;
     esac
     ASAN_OPTIONS=detect_leaks=1 "$exe" "${args[@]}" "$work/$target" >"$work/$target.log" 2>&1
     rc=$?

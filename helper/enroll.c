@@ -168,6 +168,9 @@ int do_unregister(struct request *q)
     const char *name = field(json_object_get(q->payload, "agent"), "name");
     if (!name || strlen(name) > MAX_FIELD)
         return pg_fail(&q->err, PG_ERR_ARG, "malformed unregistration request");
+    /* Unattended credentials only ever add this host's agent. */
+    if (json_object_get(q->payload, "unattended"))
+        return pg_fail(&q->err, PG_ERR_ARG, "unregistration is never unattended");
     struct pg_devops d;
     char *token = NULL;
     int64_t pool_id = 0, agent_id = 0;

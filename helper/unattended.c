@@ -98,6 +98,7 @@ static int verify_app_gate(struct request *q, const struct pg_discovery *d, cons
 static int vault_certificates(struct request *q, const struct pg_discovery *d)
 {
     const struct pg_strlist *uris = &q->cfg->keyvault_certificates;
+    size_t total = 0;
     char *token = NULL;
     json_t *list = json_array();
     int r = list ? app_token(q, d, "vault", PG_VAULT_RESOURCE "/.default", &token)
@@ -110,6 +111,12 @@ static int vault_certificates(struct request *q, const struct pg_discovery *d)
             snprintf(why, sizeof(why), "%s", q->err.msg);
             pg_fail(&q->err, r, "Key Vault certificate '%s': %s", name, why);
         }
+        /* They travel in one DONE message beside the agent. */
+        if (r == 0 && (total += strlen(value)) > PG_VAULT_MAX_TOTAL)
+            r = pg_fail(&q->err, PG_ERR_CONFIG,
+                        "the Key Vault certificates hold more than %d bytes in all; poolgate "
+                        "takes at most that many",
+                        PG_VAULT_MAX_TOTAL);
         if (r == 0 &&
             json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name", name, "content_type",
                                                   type, "value", value)) < 0)

@@ -9,6 +9,7 @@
  *     or an invalid value fails the whole load with "FILE:LINE: what".
  *   - Leave the output untouched on failure.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -453,9 +454,11 @@ static int set_defaults(struct pg_config *cfg)
 /* The unattended credentials' keys: each needs its companions. */
 static bool loopback_or_link_local(const char *host)
 {
-    if (strncmp(host, "127.", 4) == 0)
-        return host[4] && strspn(host + 4, "0123456789.") == strlen(host + 4);
-    return strcmp(host, "169.254.169.254") == 0 || strcmp(host, "[::1]") == 0;
+    struct in_addr a;
+    /* A dotted quad in 127.0.0.0/8 (inet_pton takes nothing looser). */
+    if (inet_pton(AF_INET, host, &a) == 1)
+        return strcmp(host, "169.254.169.254") == 0 || (ntohl(a.s_addr) >> 24) == 127;
+    return strcmp(host, "[::1]") == 0;
 }
 
 bool pg_imds_endpoint_ok(const char *url)

@@ -66,22 +66,34 @@ static int sign_all(const struct pg_config *cfg, const char *aud, json_t *assert
     return r;
 }
 
+static int open_cert_dir(const char *path, int *fd, struct pg_error *err);
+
 int pg_unattended_request(const struct pg_enroll *e, int64_t deadline, json_t *req,
                           struct pg_error *err)
 {
+    int dir = -1;
     if (e->cfg->credential == PG_CRED_DEVICE)
         return pg_fail(err, PG_ERR_CONFIG,
                        "--unattended needs credential = client_certificate or managed_identity "
                        "in %s",
                        e->cfg->path);
+    /* The certificates' directory is checked before the pool is touched:
+     * the files are written only after Azure DevOps accepted the agent. */
+    int r = e->cfg->keyvault_certificates.count
+                ? open_cert_dir(e->cfg->keyvault_certificate_dir, &dir, err)
+                : 0;
+    if (r < 0)
+        return r;
+    if (dir >= 0)
+        close(dir);
     if (json_object_set_new(req, "unattended", json_true()) < 0)
         return pg_fail(err, PG_ERR_NOMEM, "out of memory");
     if (e->cfg->credential != PG_CRED_CLIENT_CERTIFICATE)
         return 0;
     char *aud = NULL;
     json_t *assertions = json_object();
-    int r = assertions ? token_endpoint(e, deadline, &aud, err)
-                       : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    r = assertions ? token_endpoint(e, deadline, &aud, err)
+                   : pg_fail(err, PG_ERR_NOMEM, "out of memory");
     if (r == 0)
         r = sign_all(e->cfg, aud, assertions, err);
     if (r == 0 && json_object_set(req, "assertions", assertions) < 0)
@@ -131,6 +143,7 @@ static int decode_all(const struct pg_config *cfg, json_t *list, struct fetched 
             return pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: malformed certificate");
         snprintf(f[i].name, sizeof(f[i].name), "%s.pem", name);
         int r = pg_vault_decode(type, value, &f[i].cert, err);
+        pg_json_clear_string(json_object_get(c, "value")); /* the key, as Key Vault sent it */
         if (r < 0) {
             char why[PG_ERROR_MAX];
             snprintf(why, sizeof(why), "%s", err ? err->msg : "");

@@ -45,12 +45,11 @@ char *pg_strndup_checked(const char *s, size_t len);
 
 /*
  * "<scheme>HOST[:PORT]/PATH" checked strictly: a host of letters, digits,
- * '.' and '-' (or a bracketed IPv6 address), no user info, a port of 1-5
- * digits, and a path without query, fragment, spaces or control
+ * '.' and '-' (or a bracketed IPv6 address), no user info, a port up to 65535
+ * and a path without query, fragment, spaces or control
  * characters.  The host goes to `host`; returns the path, or NULL.
  */
 const char *pg_url_authority(const char *url, const char *scheme, char *host, size_t hostsz);
-
 
 /* An https:// URL with a host and no whitespace or control characters. */
 bool pg_https_url(const char *s);

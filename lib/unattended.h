@@ -95,6 +95,9 @@ int pg_scope_resource(const char *scope, char **out);
 #define PG_VAULT_API_VERSION "7.4"
 #define PG_VAULT_MAX_RESPONSE (64 * 1024)
 #define PG_VAULT_MAX_CERTIFICATES 4
+/* All certificates' secrets together: they reach the caller in one helper
+ * message (PG_PROTO_MAX) with the agent's settings. */
+#define PG_VAULT_MAX_TOTAL (48 * 1024)
 
 /* A Key Vault secret URI: https://<vault>/secrets/<name>[/<version>], with
  * no query or fragment; *name points into the URI's copy in `name`. */

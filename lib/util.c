@@ -150,9 +150,10 @@ const char *pg_url_authority(const char *url, const char *scheme, char *host, si
     p += h;
     if (*p == ':') {
         size_t d = 0;
-        while (isdigit((unsigned char)p[1 + d]))
-            d++;
-        if (d == 0 || d > 5)
+        long port = 0;
+        for (; d < 6 && isdigit((unsigned char)p[1 + d]); d++)
+            port = port * 10 + (p[1 + d] - '0');
+        if (d == 0 || port > 65535)
             return NULL;
         p += 1 + d;
     }

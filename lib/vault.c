@@ -52,11 +52,14 @@ int pg_vault_secret_name(const char *uri, char *name, size_t namesz, struct pg_e
     char host[256];
     const char *path = pg_url_authority(uri, "https://", host, sizeof(host));
     size_t n = path && host[0] != '[' ? secret_path(path) : 0;
-    if (n == 0 || n >= namesz)
+    if (n == 0 || n >= namesz) {
+        char shown[128];
+        pg_printable(shown, sizeof(shown), uri);
         return pg_fail(err, PG_ERR_CONFIG,
-                       "keyvault_certificates: '%.120s' is not a Key Vault secret URI "
+                       "keyvault_certificates: '%s' is not a Key Vault secret URI "
                        "(https://VAULT.vault.azure.net/secrets/NAME[/VERSION])",
-                       uri);
+                       shown);
+    }
     snprintf(name, namesz, "%.*s", (int)n, path + 9);
     return 0;
 }
@@ -71,6 +74,9 @@ static int vault_error(json_t *doc, long status, struct pg_error *err)
         json_string_value(json_object_get(json_object_get(e, "innererror"), "code"));
     pg_printable(code, sizeof(code), inner ? inner : c ? c : "no error code");
     pg_printable(msg, sizeof(msg), json_string_value(json_object_get(e, "message")));
+    if (status == 403 && strcmp(code, "SecretDisabled") == 0)
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "the secret is disabled in Key Vault: enable its current version");
     if (status == 403)
         return pg_fail(err, PG_ERR_DENIED,
                        "Key Vault denied access (%s): give this identity the 'get' permission on "
@@ -99,7 +105,7 @@ int pg_vault_parse(long status, const char *body, size_t len, char **content_typ
     else if (!v || !*v || json_string_length(json_object_get(doc, "value")) != strlen(v))
         r = pg_fail(err, PG_ERR_PROTOCOL, "Key Vault sent a secret without a value");
     else if (!ct)
-        r = pg_fail(err, PG_ERR_PROTOCOL,
+        r = pg_fail(err, PG_ERR_CONFIG,
                     "the secret has no contentType: it is not a Key Vault certificate");
     else if (json_is_false(json_object_get(attrs, "enabled")))
         r = pg_fail(err, PG_ERR_CONFIG, "the secret is disabled in Key Vault");
@@ -163,10 +169,9 @@ static int from_pem(const char *value, struct pg_vault_cert *out, struct pg_erro
         key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
     BIO_free(b);
     if (!leaf || !chain)
-        r = pg_fail(err, PG_ERR_PROTOCOL, "the PEM secret holds no certificate");
+        r = pg_fail(err, PG_ERR_CONFIG, "the PEM secret holds no certificate");
     else if (key && X509_check_private_key(leaf, key) != 1)
-        r = pg_fail(err, PG_ERR_PROTOCOL,
-                    "the PEM secret's key does not belong to its certificate");
+        r = pg_fail(err, PG_ERR_CONFIG, "the PEM secret's key does not belong to its certificate");
     else
         r = render(leaf, chain, key, out, err);
     X509_free(leaf);
@@ -192,6 +197,81 @@ static unsigned char *base64_der(const char *value, int *len)
     return der;
 }
 
+/* Key Vault's own PKCS#12 files use 2048 iterations or fewer; a count far
+ * above this would stall enrollment in key derivation. */
+#define PKCS12_MAX_ITERATIONS 100000
+
+/* The iteration count of a password-based algorithm (PBES1, or PBES2 with
+ * PBKDF2); 0 for anything else, -1 when its parameters do not parse. */
+static long pbe_iterations(const X509_ALGOR *alg)
+{
+    const ASN1_OBJECT *oid = NULL;
+    const void *pval = NULL;
+    int ptype = 0;
+    X509_ALGOR_get0(&oid, &ptype, &pval, alg);
+    if (ptype != V_ASN1_SEQUENCE)
+        return 0;
+    const unsigned char *p = ASN1_STRING_get0_data(pval);
+    long n = ASN1_STRING_length(pval), iter = -1;
+    if (OBJ_obj2nid(oid) == NID_pbes2) {
+        PBE2PARAM *pbe2 = d2i_PBE2PARAM(NULL, &p, n);
+        ASN1_TYPE *kdf = pbe2 ? pbe2->keyfunc->parameter : NULL;
+        if (pbe2 && OBJ_obj2nid(pbe2->keyfunc->algorithm) != NID_id_pbkdf2)
+            iter = 0;
+        else if (kdf && kdf->type == V_ASN1_SEQUENCE) {
+            const unsigned char *k = kdf->value.sequence->data;
+            PBKDF2PARAM *pbkdf2 = d2i_PBKDF2PARAM(NULL, &k, kdf->value.sequence->length);
+            iter = pbkdf2 ? ASN1_INTEGER_get(pbkdf2->iter) : -1;
+            PBKDF2PARAM_free(pbkdf2);
+        }
+        PBE2PARAM_free(pbe2);
+    } else {
+        PBEPARAM *pbe = d2i_PBEPARAM(NULL, &p, n);
+        iter = pbe ? ASN1_INTEGER_get(pbe->iter) : 0;
+        PBEPARAM_free(pbe);
+    }
+    return iter;
+}
+
+static bool iterations_ok(const X509_ALGOR *alg)
+{
+    long iter = pbe_iterations(alg);
+    return iter >= 0 && iter <= PKCS12_MAX_ITERATIONS;
+}
+
+/* Whether every key derivation the file asks for is bounded: the MAC, the
+ * encrypted safes and the shrouded keys of the plain safes (a key shrouded
+ * inside an encrypted safe is not looked at; Key Vault never makes one). */
+static bool pkcs12_bounded(const PKCS12 *p12)
+{
+    const ASN1_INTEGER *mac_iter = NULL;
+    PKCS12_get0_mac(NULL, NULL, NULL, &mac_iter, p12);
+    if (mac_iter &&
+        (ASN1_INTEGER_get(mac_iter) < 0 || ASN1_INTEGER_get(mac_iter) > PKCS12_MAX_ITERATIONS))
+        return false;
+    STACK_OF(PKCS7) *safes = PKCS12_unpack_authsafes(p12);
+    bool ok = safes != NULL;
+    for (int i = 0; ok && i < sk_PKCS7_num(safes); i++) {
+        PKCS7 *p7 = sk_PKCS7_value(safes, i);
+        if (PKCS7_type_is_encrypted(p7)) {
+            ok = p7->d.encrypted && iterations_ok(p7->d.encrypted->enc_data->algorithm);
+            continue;
+        }
+        STACK_OF(PKCS12_SAFEBAG) *bags = PKCS7_type_is_data(p7) ? PKCS12_unpack_p7data(p7) : NULL;
+        for (int j = 0; ok && j < sk_PKCS12_SAFEBAG_num(bags); j++) {
+            const PKCS12_SAFEBAG *bag = sk_PKCS12_SAFEBAG_value(bags, j);
+            const X509_ALGOR *alg = NULL;
+            if (PKCS12_SAFEBAG_get_nid(bag) == NID_pkcs8ShroudedKeyBag) {
+                X509_SIG_get0(PKCS12_SAFEBAG_get0_pkcs8(bag), &alg, NULL);
+                ok = alg && iterations_ok(alg);
+            }
+        }
+        sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    }
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    return ok;
+}
+
 static int from_pkcs12(const char *value, struct pg_vault_cert *out, struct pg_error *err)
 {
     int len = 0;
@@ -203,14 +283,19 @@ static int from_pkcs12(const char *value, struct pg_vault_cert *out, struct pg_e
     STACK_OF(X509) *chain = NULL;
     int r = 0;
     if (!p12)
-        r = pg_fail(err, PG_ERR_PROTOCOL, "the PKCS#12 secret is not valid base64 PKCS#12");
+        r = pg_fail(err, PG_ERR_CONFIG, "the PKCS#12 secret is not valid base64 PKCS#12");
+    else if (!pkcs12_bounded(p12))
+        r = pg_fail(err, PG_ERR_CONFIG,
+                    "the PKCS#12 secret asks for more than %d key derivation iterations, or "
+                    "cannot be read",
+                    PKCS12_MAX_ITERATIONS);
     /* Key Vault exports PKCS#12 without a password: try the empty one, then none. */
     else if (!PKCS12_parse(p12, "", &key, &leaf, &chain) &&
              !PKCS12_parse(p12, NULL, &key, &leaf, &chain))
-        r = pg_fail(err, PG_ERR_PROTOCOL,
+        r = pg_fail(err, PG_ERR_CONFIG,
                     "cannot read the PKCS#12 secret (password-protected, or a legacy cipher)");
     else if (!leaf)
-        r = pg_fail(err, PG_ERR_PROTOCOL, "the PKCS#12 secret holds no certificate");
+        r = pg_fail(err, PG_ERR_CONFIG, "the PKCS#12 secret holds no certificate");
     else
         r = render(leaf, chain, key, out, err);
     if (der)
@@ -233,7 +318,7 @@ int pg_vault_decode(const char *content_type, const char *value, struct pg_vault
         return from_pkcs12(value, out, err);
     char shown[64];
     pg_printable(shown, sizeof(shown), content_type);
-    return pg_fail(err, PG_ERR_PROTOCOL,
+    return pg_fail(err, PG_ERR_CONFIG,
                    "the secret's contentType '%s' is neither application/x-pem-file nor "
                    "application/x-pkcs12",
                    shown);

@@ -124,7 +124,9 @@ static void test_every_key(void **state)
                      "keyvault_certificates = https://v.vault.azure.net/secrets/a "
                      "https://v.vault.azure.net/secrets/b\n"
                      "keyvault_certificate_dir = /etc/poolgate/certs\n"
-                     "allow_app_tokens = no\n");
+                     "allow_app_tokens = no\n"
+                     "assertion_algorithm = RS256\n"
+                     "imds_endpoint = http://127.0.0.1:8080/metadata/identity/oauth2/token\n");
     assert_string_equal(c->tenant, "72f988bf-86f1-41af-91ab-2d7cd011db47"); /* lower-cased */
     assert_string_equal(c->scope, "openid offline_access api://x/.default");
     assert_string_equal(c->device_authorization_endpoint, "https://idp.example/device");
@@ -161,6 +163,8 @@ static void test_every_key(void **state)
     assert_int_equal(c->keyvault_certificates.count, 2);
     assert_string_equal(c->keyvault_certificate_dir, "/etc/poolgate/certs");
     assert_false(c->allow_app_tokens);
+    assert_int_equal(c->assertion_algorithm, PG_ASSERTION_RS256);
+    assert_string_equal(c->imds_endpoint, "http://127.0.0.1:8080/metadata/identity/oauth2/token");
     assert_true(pg_config_app_tokens_allowed(c)); /* implied by the unattended credential */
     pg_config_free(c);
 }
@@ -231,6 +235,28 @@ static void test_errors(void **state)
     expect_error("pool = a\x01z\n", "t.conf:3:", "control character");
     expect_error("managed_identity_client_id = a\nmanaged_identity_resource_id = b\n",
                  "t.conf:", "at most one");
+    expect_error("assertion_algorithm = ES256\n", "t.conf:3:", "assertion_algorithm");
+    /* Rules of unattended enrollment, checked once the whole file is read. */
+    expect_error("credential = client_certificate\ngate_scope = api://g/.default\n", "t.conf",
+                 "needs certificate_file");
+    expect_error("credential = managed_identity\n", "t.conf", "needs gate_scope");
+    expect_error("imds_endpoint = http://10.0.0.1/metadata/identity/oauth2/token\n", "t.conf",
+                 "imds_endpoint must be plain http to 169.254.169.254");
+    expect_error("imds_endpoint = https://169.254.169.254/x\n", "t.conf", "imds_endpoint");
+    expect_error("keyvault_certificates = https://v.vault.azure.net/secrets/a\n", "t.conf",
+                 "needs keyvault_certificate_dir");
+    expect_error("keyvault_certificate_dir = /c\n"
+                 "keyvault_certificates = https://v.vault.azure.net/keys/a\n",
+                 "t.conf", "not a Key Vault secret URI");
+    expect_error("keyvault_certificate_dir = /c\n"
+                 "keyvault_certificates = https://v.vault.azure.net/secrets/a "
+                 "https://w.vault.azure.net/secrets/a/1\n",
+                 "t.conf", "names the secret 'a' twice");
+    expect_error("keyvault_certificate_dir = /c\n"
+                 "keyvault_certificates = https://v.vault.azure.net/secrets/a "
+                 "https://v.vault.azure.net/secrets/b https://v.vault.azure.net/secrets/c "
+                 "https://v.vault.azure.net/secrets/d https://v.vault.azure.net/secrets/e\n",
+                 "t.conf", "lists more than 4");
 }
 
 static void test_missing_and_limits(void **state)

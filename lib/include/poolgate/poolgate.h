@@ -136,7 +136,7 @@ struct pg_config {
     bool allow_app_tokens; /* as configured; see pg_config_app_tokens_allowed() */
     char *resource;        /* RFC 8707 resource indicator for the sign-in and refresh; NULL: none */
     enum pg_assertion_alg assertion_algorithm; /* client_certificate's assertions */
-    char *imds_endpoint; /* NULL: the link-local instance metadata endpoint */
+    char *imds_endpoint;                       /* NULL: the link-local instance metadata endpoint */
 };
 
 /*
