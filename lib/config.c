@@ -620,7 +620,7 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
     if (fd < 0)
         return pg_fail(err, PG_ERR_IO, "%s: %s", path, strerror(errno));
 
-    _cleanup_(freep) char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
     size_t len = 0;
     int r = check_file(fd, path, err);
     if (r == 0 && !buf)
@@ -632,6 +632,7 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
         r = pg_fail(err, PG_ERR_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
     if (r == 0)
         r = pg_config_parse(buf, len, path, out, err);
+    free(buf);
     return r;
 }
 

@@ -157,6 +157,8 @@ static int decode_all(const struct pg_config *cfg, json_t *list, struct fetched 
 static int write_one(int dir, const struct fetched *f, uid_t uid, gid_t gid, struct pg_error *err)
 {
     const struct pg_vault_cert *c = &f->cert;
+    if (!c->cert_pem)
+        return pg_fail(err, PG_ERR_INTERNAL, "certificate '%s' was not decoded", f->name);
     size_t clen = strlen(c->cert_pem), klen = c->key_pem ? strlen(c->key_pem) : 0;
     char *data = malloc(clen + klen + 1);
     if (!data)

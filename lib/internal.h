@@ -32,7 +32,15 @@ static inline void freep(void *p)
 #define PG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Record code and a formatted one-line message in err (which may be NULL); returns code. */
-int pg_fail(struct pg_error *err, int code, const char *fmt, ...) PG_PRINTF(3, 4);
+void pg_fail_record(struct pg_error *err, int code, const char *fmt, ...) PG_PRINTF(3, 4);
+/* (A macro whose value is visibly `code`: static analysis then follows
+ * that a failure path returns the negative code it was given.) */
+#define pg_fail(err, code, ...)                                                                    \
+    __extension__({                                                                                \
+        int pg_code_ = (code);                                                                     \
+        pg_fail_record((err), pg_code_, __VA_ARGS__);                                              \
+        pg_code_;                                                                                  \
+    })
 
 /* Free every item and the array; leaves an empty list. */
 void pg_strlist_clear(struct pg_strlist *l);

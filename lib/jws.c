@@ -18,14 +18,13 @@
 #include "jws.h"
 #include "keys.h"
 
-int pg_refuse(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
+void pg_refuse_record(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     res->reason = reason;
     vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
     va_end(ap);
-    return PG_ERR_TOKEN;
 }
 
 void pg_sanitize(char *out, size_t outsz, const char *in, size_t len)

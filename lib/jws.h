@@ -31,8 +31,14 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
 int pg_jws_peek_kid(const char *token, size_t len, char *kid, size_t kidsz);
 
 /* Record a refusal in res; returns PG_ERR_TOKEN. */
-int pg_refuse(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
+void pg_refuse_record(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Always PG_ERR_TOKEN, visibly so for static analysis. */
+#define pg_refuse(res, reason, ...)                                                                \
+    __extension__({                                                                                \
+        pg_refuse_record((res), (reason), __VA_ARGS__);                                            \
+        PG_ERR_TOKEN;                                                                              \
+    })
 
 /* Copy at most max bytes of untrusted text for a message: printable ASCII only. */
 void pg_sanitize(char *out, size_t outsz, const char *in, size_t len);

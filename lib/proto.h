@@ -14,6 +14,8 @@
 #include "poolgate/poolgate.h"
 
 #define PG_PROTO_MAX (64 * 1024)
+/* Once a message's first byte has arrived, the rest is due within this. */
+#define PG_MSG_REST_MS 10000
 
 enum pg_msg_type {
     /* requests, to the helper */

@@ -14,6 +14,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,6 +44,46 @@ int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error 
     return 0;
 }
 
+/*
+ * The helper's resource bounds: a helper fed a hostile answer cannot take
+ * the host's memory, CPU or descriptors.  Its work is a few TLS exchanges
+ * and JSON documents of at most a few hundred KiB; the address space
+ * leaves room for libcurl's resolver threads.  Sanitizer runtimes reserve
+ * terabytes of address space: those builds keep the CPU and descriptor
+ * bounds only.
+ */
+#define HELPER_AS_BYTES (1024L * 1024 * 1024)
+#define HELPER_CPU_SECONDS 120
+#define HELPER_FILES 64
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HELPER_BOUND_AS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define HELPER_BOUND_AS 0
+#endif
+#endif
+#ifndef HELPER_BOUND_AS
+#define HELPER_BOUND_AS 1
+#endif
+
+/* Soft and hard limit n (or the tighter one already there).  Where the
+ * hard limit may not change (valgrind keeps the descriptor limit for
+ * itself), the soft limit alone.  (setrlimit is a plain system call: safe
+ * between fork and execve.) */
+static int bound(int resource, rlim_t n)
+{
+    struct rlimit now, want = {n, n};
+    if (getrlimit(resource, &now) < 0)
+        return -1;
+    if (now.rlim_max != RLIM_INFINITY && now.rlim_max < n)
+        want.rlim_cur = want.rlim_max = now.rlim_max; /* never raise a tighter bound */
+    if (setrlimit(resource, &want) == 0)
+        return 0;
+    want.rlim_max = now.rlim_max;
+    return setrlimit(resource, &want);
+}
+
 static _Noreturn void child(const struct pg_helper *h, int sock, int errfd)
 {
     static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
@@ -68,6 +110,9 @@ static _Noreturn void child(const struct pg_helper *h, int sock, int errfd)
             _exit(126); /* root could be regained: refuse to run */
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        _exit(126);
+    if (bound(RLIMIT_CPU, HELPER_CPU_SECONDS) < 0 || bound(RLIMIT_NOFILE, HELPER_FILES) < 0 ||
+        (HELPER_BOUND_AS && bound(RLIMIT_AS, HELPER_AS_BYTES) < 0) || bound(RLIMIT_CORE, 0) < 0)
         _exit(126);
     execve(h->path, argv, envp);
     _exit(127);
@@ -140,7 +185,15 @@ int pg_helper_event(struct pg_helper *h, int64_t deadline_ms, enum pg_msg_type *
     if (r < 0)
         return pg_fail(err, r, "helper protocol: %s", strerror(errno));
     /* A message is written whole by the helper; once its first byte is here
-     * the rest follows without waiting on a person. */
+     * the rest follows without waiting on a person.  A helper that stalls
+     * mid-message still cannot hold the caller past the deadline or
+     * PG_MSG_REST_MS, whichever comes first. */
+    int64_t rest = PG_MSG_REST_MS;
+    if (deadline_ms > 0 && deadline_ms - pg_monotonic_ms() < rest)
+        rest = deadline_ms - pg_monotonic_ms() > 0 ? deadline_ms - pg_monotonic_ms() : 1;
+    struct timeval tv = {(time_t)(rest / 1000), (suseconds_t)(rest % 1000) * 1000};
+    if (setsockopt(h->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+        return pg_fail(err, PG_ERR_IO, "helper protocol: %s", strerror(errno));
     return pg_msg_read(h->fd, type, payload, err);
 }
 

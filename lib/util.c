@@ -42,7 +42,7 @@ PG_EXPORT const char *pg_strerror(int err)
     }
 }
 
-int pg_fail(struct pg_error *err, int code, const char *fmt, ...)
+void pg_fail_record(struct pg_error *err, int code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -51,7 +51,6 @@ int pg_fail(struct pg_error *err, int code, const char *fmt, ...)
         vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
     }
-    return code;
 }
 
 void pg_strlist_clear(struct pg_strlist *l)

@@ -47,6 +47,17 @@ expect "$root/lib/tmpfiles.d/poolgate.conf" 644
 expect "$root/lib/systemd/system/poolgate-enroll.service" 644
 grep -qx "ExecStart=$prefix/bin/poolgate register --unattended --if-not-registered" "$root/lib/systemd/system/poolgate-enroll.service" && passed=$((passed + 1)) ||
     { echo "poolgate-enroll.service: ExecStart does not name $prefix/bin/poolgate"; failed=$((failed + 1)); }
+# systemd's own check of the unit (offline), with ExecStart= pointing at the
+# installed binary in DESTDIR; any complaint counts.
+if command -v systemd-analyze >/dev/null; then
+    unit=$(mktemp -d)
+    sed "s|^ExecStart=$prefix/bin/poolgate|ExecStart=$root/bin/poolgate|" \
+        "$root/lib/systemd/system/poolgate-enroll.service" >"$unit/poolgate-enroll.service"
+    complaints=$(systemd-analyze verify --man=no "$unit/poolgate-enroll.service" 2>&1)
+    rm -rf "$unit"
+    if [ -z "$complaints" ]; then passed=$((passed + 1))
+    else echo "systemd-analyze verify: $complaints"; failed=$((failed + 1)); fi
+fi
 [ -L "$dest$libdir/libpoolgate.so.0" ] && passed=$((passed + 1)) ||
     { echo "missing: libpoolgate.so.0 link"; failed=$((failed + 1)); }
 unsafe=$(find "$dest" -type f \( -perm -4000 -o -perm -2000 -o -perm -020 -o -perm -002 \))

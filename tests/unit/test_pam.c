@@ -649,6 +649,73 @@ static void test_broken_setup(void **state)
     assert_no_children();
 }
 
+/* A stand-in helper: a shell script, run with the helper's fixed environment. */
+static void fake_helper(const char *path, const char *script)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), "#!/bin/sh\n%s\n", script);
+    write_file(path, 0755, text);
+}
+
+static char *slurp_file(const char *path)
+{
+    char *buf = calloc(1, 8192);
+    FILE *f = fopen(path, "r");
+    assert_non_null(buf);
+    if (!f)
+        fail_msg("%s: not written", path);
+    buf[fread(buf, 1, 8191, f)] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* The soft limit /proc/PID/limits shows for `name`, as text. */
+static const char *limit_of(const char *limits, const char *name, char *out, size_t n)
+{
+    const char *at = strstr(limits, name);
+    if (!at || sscanf(at + strlen(name), "%63s", out) != 1 || n < 64)
+        fail_msg("no '%s' in:\n%s", name, limits);
+    return out;
+}
+
+static void test_helper_bounded(void **state)
+{
+    (void)state;
+    char path[512], lines[1024], fake[512], script[768], got[64];
+    snprintf(path, sizeof(path), "%s/pg-fake", svcdir);
+    snprintf(fake, sizeof(fake), "%s/fake-helper", work);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth prompt=info\n",
+             module, conf, fake);
+    write_file(path, 0644, lines);
+    struct operator op = {NULL, NULL, ANSWER, 0, 0, ""};
+
+    /* The spawner bounds what a helper may take: CPU, descriptors, core
+     * dumps and (outside sanitizer builds) address space. */
+    char limits[512];
+    snprintf(limits, sizeof(limits), "%s/limits", work);
+    snprintf(script, sizeof(script), "cat /proc/$$/limits > %s", limits);
+    fake_helper(fake, script);
+    int rv = auth("pg-fake", &op);
+    assert_true(rv != PAM_SUCCESS && rv != PAM_IGNORE);
+    char *text = slurp_file(limits);
+    assert_string_equal(limit_of(text, "Max cpu time", got, sizeof(got)), "120");
+    assert_string_equal(limit_of(text, "Max open files", got, sizeof(got)), "64");
+    assert_string_equal(limit_of(text, "Max core file size", got, sizeof(got)), "0");
+#if !defined(__SANITIZE_ADDRESS__)
+    assert_string_equal(limit_of(text, "Max address space", got, sizeof(got)), "1073741824");
+#endif
+    free(text);
+    assert_no_children();
+
+    /* A helper that starts a message and stalls: the module gives up on
+     * it (PG_MSG_REST_MS) instead of waiting for as long as it sleeps. */
+    fake_helper(fake, "printf 'P\\000\\000\\000\\100{\"verification_uri\"'; sleep 3600");
+    rv = auth("pg-fake", &op);
+    assert_int_equal(rv, PAM_SERVICE_ERR); /* a helper that breaks the protocol */
+    assert_no_children();
+    unlink(fake);
+}
+
 static void test_account_alone(void **state)
 {
     (void)state;
@@ -790,6 +857,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_session_register, setup),
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
+        cmocka_unit_test_setup(test_helper_bounded, setup),
         cmocka_unit_test_setup(test_faults, setup),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
