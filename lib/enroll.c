@@ -159,19 +159,27 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     struct pg_agent_files files = {0};
     char name[257];
     memset(out, 0, sizeof(*out));
+    json_t *unattended = e->unattended ? json_object() : NULL;
     int r = preconditions(e, name, sizeof(name), err);
+    if (r == 0 && e->unattended && !unattended)
+        r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    /* The credential's checks (and assertions) before the key: a bad
+     * certificate_file fails before anything slow is done. */
+    if (r == 0 && unattended)
+        r = pg_unattended_request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L,
+                                  unattended, err);
     if (r == 0)
         r = pg_agent_key_new(&key, err);
     if (r == 0) {
         json_t *req = register_request(e, name, key, err);
         r = req ? 0 : PG_ERR_NOMEM;
-        if (r == 0 && e->unattended)
-            r = pg_unattended_request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L, req,
-                                      err);
+        if (r == 0 && unattended && json_object_update(req, unattended) < 0)
+            r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
         if (r == 0)
             r = call(e, PG_MSG_REGISTER, req, &done, err);
         json_decref(req);
     }
+    json_decref(unattended);
     if (r == 0)
         r = settings_from(done, e->cfg, &s, out, err);
     if (r == 0 && (s.client_id == NULL || s.authorization_url == NULL))
