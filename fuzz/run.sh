@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
-for target in b64url json config jwks token responses proto devops imds vault; do
+for target in b64url json config jwks token responses proto devops imds vault store pam; do
     exe=$build/fuzz/fuzz_$target
     mkdir -p "$work/$target"
     cp -r "$here/corpus/$target/." "$work/$target/"
@@ -22,8 +22,10 @@ for target in b64url json config jwks token responses proto devops imds vault; d
     token) args+=(-dict="$here/dict/token.dict") ;;
     devops) args+=(-dict="$here/dict/devops.dict") ;;
     imds) args+=(-dict="$here/dict/imds.dict") ;;
+    store) args+=(-dict="$here/dict/store.dict") ;;
+    pam) args+=(-dict="$here/dict/pam.dict") ;;
     esac
-    ASAN_OPTIONS=detect_leaks=1 "$exe" "${args[@]}" "$work/$target" >"$work/$target.log" 2>&1
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$exe" "${args[@]}" "$work/$target" >"$work/$target.log" 2>&1
     rc=$?
     done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/$target.log" | tail -n1)
     execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$done_line")

@@ -29,6 +29,7 @@
 #include "internal.h"
 #include "oidc.h"
 #include "proto.h"
+#include "sandbox.h"
 #include "store.h"
 
 /* The one place results become the status codes of DONE (the CLI's exit codes). */
@@ -423,6 +424,9 @@ int main(void)
     r = pg_msg_read(STDIN_FILENO, &type, &payload, &q.err);
     if (r == 0)
         r = parse_request(payload, &q);
+    /* Confined from here on: the request and the configuration are read. */
+    if (r == 0)
+        r = sandbox_enter(q.cfg, NULL, &q.err);
     if (r == 0) {
         r = pg_fail(&q.err, PG_ERR_ARG, "not a request");
         for (size_t i = 0; i < PG_ARRAY_SIZE(handlers); i++)

@@ -166,8 +166,8 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     /* The credential's checks (and assertions) before the key: a bad
      * certificate_file fails before anything slow is done. */
     if (r == 0 && unattended)
-        r = pg_unattended_request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L,
-                                  unattended, err);
+        r = pg_unattended_request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L, unattended,
+                                  err);
     if (r == 0)
         r = pg_agent_key_new(&key, err);
     if (r == 0) {

@@ -110,7 +110,10 @@ static bool set_limits(CURL *c, const struct pg_http_opts *o, struct body *b)
            curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) == CURLE_OK &&
-           (!o->ca_file || curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file) == CURLE_OK) &&
+           /* ca_file replaces the system's store: libcurl's default CA
+            * directory (/etc/ssl/certs) is not consulted beside it. */
+           (!o->ca_file || (curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file) == CURLE_OK &&
+                            curl_easy_setopt(c, CURLOPT_CAPATH, NULL) == CURLE_OK)) &&
            curl_easy_setopt(c, CURLOPT_PROXY, o->proxy ? o->proxy : "") == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_NOPROXY, o->proxy ? "" : "*") == CURLE_OK &&
            curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,

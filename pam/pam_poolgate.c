@@ -179,6 +179,21 @@ static bool want_qr(const struct gate *g)
  * is being authorized (RFC 8628 §5.4: the person approving must know which
  * device asks), the address and the code.
  */
+/* The helper's QR code, when asked for and harmless to a terminal: lines of
+ * printable text (block characters are UTF-8), no control character, no
+ * C1 control (U+0080-U+009F).  Anything else is not shown at all. */
+static const char *safe_qr(const struct gate *g, json_t *p)
+{
+    const char *qr = json_string_value(json_object_get(p, "qr"));
+    if (!qr || !want_qr(g) || json_string_length(json_object_get(p, "qr")) != strlen(qr))
+        return NULL;
+    for (const unsigned char *c = (const unsigned char *)qr; *c; c++)
+        if ((*c < 0x20 && *c != '\n') || *c == 0x7f ||
+            (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f))
+            return NULL;
+    return qr;
+}
+
 static int show_prompt(struct gate *g, json_t *p)
 {
     char uri[512], code[96], host[256] = "this host";
@@ -186,8 +201,10 @@ static int show_prompt(struct gate *g, json_t *p)
     pg_printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
     if (gethostname(host, sizeof(host) - 1) < 0)
         snprintf(host, sizeof(host), "this host");
-    long minutes = (long)(json_integer_value(json_object_get(p, "expires_in")) + 59) / 60;
-    const char *qr = json_string_value(json_object_get(p, "qr"));
+    /* (At most a day: the number is the helper's, and only for display.) */
+    json_int_t expires = json_integer_value(json_object_get(p, "expires_in"));
+    long minutes = (long)((expires < 0 ? 0 : expires > 86400 ? 86400 : expires) + 59) / 60;
+    const char *qr = safe_qr(g, p);
     bool enter = enter_mode(g);
     char *text = NULL;
     int n = asprintf(&text,
@@ -251,7 +268,7 @@ static int ask_helper(struct gate *g, enum pg_msg_type type, bool unknown_kid, c
             break;
         if (t == PG_MSG_PROMPT && type == PG_MSG_LOGIN) {
             json_int_t exp = json_integer_value(json_object_get(p, "expires_in"));
-            if (exp > 0 && pg_monotonic_ms() + exp * 1000 + GRACE_MS < deadline)
+            if (exp > 0 && exp < 86400 && pg_monotonic_ms() + exp * 1000 + GRACE_MS < deadline)
                 deadline = pg_monotonic_ms() + exp * 1000 + GRACE_MS;
             r = show_prompt(g, p);
         } else if (t == PG_MSG_DONE) {
