@@ -28,6 +28,11 @@
 #include <pwd.h>
 #include <security/pam_appl.h>
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 #include "http.h"
 #include "idpkit.h"
 
@@ -699,7 +704,10 @@ static void test_helper_bounded(void **state)
     assert_true(rv != PAM_SUCCESS && rv != PAM_IGNORE);
     char *text = slurp_file(limits);
     assert_string_equal(limit_of(text, "Max cpu time", got, sizeof(got)), "120");
-    assert_string_equal(limit_of(text, "Max open files", got, sizeof(got)), "64");
+    /* (valgrind keeps the descriptor limit to itself: the spawner's
+     * setrlimit is emulated there and never reaches the helper.) */
+    if (!RUNNING_ON_VALGRIND)
+        assert_string_equal(limit_of(text, "Max open files", got, sizeof(got)), "64");
     assert_string_equal(limit_of(text, "Max core file size", got, sizeof(got)), "0");
 #if !defined(__SANITIZE_ADDRESS__)
     assert_string_equal(limit_of(text, "Max address space", got, sizeof(got)), "1073741824");
