@@ -9,6 +9,12 @@
  * key (kid "fuzz-key") whose private half is thrown away at start: no
  * input can carry a token that verifies.
  *
+ * An input that starts with 'S' takes the other way in: the stored set.
+ * After the 'S', two bytes (big-endian) give the length of the token set
+ * file the store then holds (the rest of the input is the helper's
+ * answer), and the module runs without "reauth": it reads and verifies the
+ * stored set, asks the helper for a REFRESH, and signs in when that fails.
+ *
  * Aborts when: the module returns PAM_SUCCESS or PAM_IGNORE, or any code
  * gate_result() does not give; it keeps a gate token (pam_set_data) after
  * refusing; a helper is left running or unreaped (waitpid(-1) must say
@@ -44,7 +50,7 @@
 #define ISS "https://login.microsoftonline.com/" TID "/v2.0"
 
 static const char *dir;
-static char conf_arg[4200], helper_arg[4200], cache[4096];
+static char conf_arg[4200], helper_arg[4200], cache[4096], store[4096];
 static pam_handle_t *pamh;
 static int base_fds, audits;
 static char audit[8192]; /* the last audit line */
@@ -178,15 +184,22 @@ static int count_fds(void)
     return n;
 }
 
-/* One authentication with `answer` from the helper; aborts on a broken invariant. */
-static void authenticate(const void *answer, size_t size)
+/* One authentication with `answer` from the helper, and the stored set
+ * `stored` (none when NULL: then a sign-in is demanded); aborts on a broken
+ * invariant. */
+static void authenticate(const void *answer, size_t size, const void *stored, size_t stored_size)
 {
     if ((int64_t)time(NULL) - keys_saved > 3600)
         save_keys(); /* keep the cached set within its hour */
     fuzz_write(dir, "answer", answer, size, 0600);
-    const char *argv[] = {conf_arg, helper_arg, "reauth", "prompt=info", "qr=off"};
+    char tokens[4200];
+    if (stored)
+        fuzz_write(store, "tokens.json", stored, stored_size, 0600);
+    else
+        unlink(fuzz_path(tokens, store, "tokens.json"));
+    const char *argv[] = {conf_arg, helper_arg, "prompt=info", "qr=off", "reauth"};
     audits = 0;
-    int r = pam_sm_authenticate(pamh, 0, 5, argv);
+    int r = pam_sm_authenticate(pamh, 0, stored ? 4 : 5, argv);
     if (r != PAM_AUTH_ERR && r != PAM_AUTHINFO_UNAVAIL && r != PAM_SERVICE_ERR &&
         r != PAM_BUF_ERR && r != PAM_CONV_ERR)
         abort(); /* PAM_SUCCESS, PAM_IGNORE, or a code gate_result never gives */
@@ -202,7 +215,12 @@ static void authenticate(const void *answer, size_t size)
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-    authenticate(data, size);
+    if (size >= 3 && data[0] == 'S') {
+        size_t n = (size_t)data[1] << 8 | data[2];
+        n = n < size - 3 ? n : size - 3;
+        authenticate(data + 3 + n, size - 3 - n, data + 3, n);
+    } else
+        authenticate(data, size, NULL, 0);
     return 0;
 }
 
@@ -219,6 +237,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(user, sizeof(user), "%s", pw->pw_name);
     dir = fuzz_tmpdir("fz-pam");
     fuzz_mkdir(state, dir, "state");
+    char uid[32];
+    snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+    fuzz_mkdir(store, state, uid);
     fuzz_mkdir(cache, dir, "cache");
     fuzz_mkdir(pamd, dir, "pam.d");
     snprintf(text, sizeof(text),
@@ -238,7 +259,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     base_fds = count_fds();
     /* A helper that cannot run would pass every check and test nothing. */
     static const char trial[] = "D\0\0\0\x28{\"status\":1,\"message\":\"fuzz_pam: trial\"}";
-    authenticate(trial, sizeof(trial) - 1);
+    authenticate(trial, sizeof(trial) - 1, NULL, 0);
     if (!strstr(audit, "reason=\"fuzz_pam: trial\"")) {
         fprintf(stderr, "fuzz_pam: the fake helper does not answer: %s\n", audit);
         abort();

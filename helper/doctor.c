@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,40 @@ static void check_account(struct doctor *d)
             d->cfg->helper_user);
     else
         say(d, "ok", "helper_user: %s (uid %u)", d->cfg->helper_user, (unsigned)d->helper_uid);
+}
+
+/*
+ * The helper account writes the store and the key cache the gate believes,
+ * so the agent account, which runs pipeline jobs, must not be it: neither
+ * agent_dir's owner nor an account sshd's service gates (users=).  Only as
+ * root (otherwise the helper runs as the caller) and for a helper_user
+ * other than root (check_account warns about that).
+ */
+static void check_separation(struct doctor *d)
+{
+    const struct pg_config *c = d->cfg;
+    const char *name = c->helper_user;
+    struct stat st;
+    int before = d->fails;
+    if (geteuid() != 0 || d->helper_uid == 0)
+        return;
+    if (c->agent_dir && lstat(c->agent_dir, &st) == 0 && st.st_uid == d->helper_uid)
+        say(d, "fail",
+            "helper_user: %s owns agent_dir %s, so the agent account is the helper account: "
+            "give the helper an account of its own",
+            name, c->agent_dir);
+    for (int i = 0; i < d->nusers; i++) {
+        struct passwd pw, *found = NULL;
+        char buf[4096];
+        if (getpwnam_r(d->users[i], &pw, buf, sizeof(buf), &found) == 0 && found &&
+            found->pw_uid == d->helper_uid)
+            say(d, "fail",
+                "helper_user: %s is the account sshd's PAM service gates (users=%s): give the "
+                "helper an account of its own",
+                name, d->users[i]);
+    }
+    if (d->fails == before)
+        say(d, "ok", "helper_user: %s is not the agent account", name);
 }
 
 /* A directory the helper account owns, not writable by others (private: 0700). */
@@ -417,6 +452,8 @@ int doctor_run(const struct doctor_opts *o)
             say(&d, "fail", "provider: not checked (the helper cannot run)");
     }
     check_pam(&d);
+    if (d.cfg)
+        check_separation(&d); /* (after check_pam: it knows the users= accounts) */
     if (d.cfg)
         check_sshd(&d);
     if (d.cfg)

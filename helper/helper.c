@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <qrencode.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -157,8 +158,8 @@ int update_keys(struct request *q, const struct pg_discovery *d)
             e.fetched_at = now;
         }
         e.last_attempt = now;
-        if (e.jwks && !e.issuer)
-            e.issuer = strdup(q->cfg->issuer);
+        if (e.jwks && !e.issuer && !(e.issuer = strdup(q->cfg->issuer)) && r == 0)
+            r = pg_fail(&q->err, PG_ERR_NOMEM, "out of memory");
         if (e.jwks && e.issuer) {
             int s = pg_keycache_save(dir, &e, r == 0 ? &q->err : NULL);
             r = r == 0 ? s : r;
@@ -351,12 +352,24 @@ static int do_keys(struct request *q)
     return r;
 }
 
+/* Whether this user has no store directory at all: then a logout has
+ * nothing to do.  Any other failure to open the store is an error, or a
+ * logout could report success and leave the set behind. */
+static bool never_stored(const struct request *q)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int n = snprintf(path, sizeof(path), "%s/%u", q->cfg->state_dir, (unsigned)q->uid);
+    return n > 0 && (size_t)n < sizeof(path) &&
+           fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+}
+
 static int do_logout(struct request *q)
 {
     int dir = -1, lock = -1;
+    if (never_stored(q))
+        return 0;
     int r = open_store_locked(q, false, &dir, &lock);
-    if (r == PG_ERR_IO)
-        return 0; /* nothing stored for this user */
     if (r == 0) {
         r = pg_store_delete(dir, &q->err);
         pg_store_unlock(lock);
@@ -424,6 +437,11 @@ int main(void)
     r = pg_msg_read(STDIN_FILENO, &type, &payload, &q.err);
     if (r == 0)
         r = parse_request(payload, &q);
+    /* Every exchange of this run goes through one set of connections: the
+     * discovery document, the key set, the code and the polls share one
+     * TLS handshake with the provider. */
+    if (r == 0 && pg_http_conn_new(&q.http.conn) < 0)
+        r = pg_fail(&q.err, PG_ERR_NOMEM, "out of memory");
     /* Confined from here on: the request and the configuration are read. */
     if (r == 0)
         r = sandbox_enter(q.cfg, NULL, &q.err);
@@ -450,6 +468,7 @@ int main(void)
     json_decref(q.result);
     json_decref(payload);
     pg_config_free(q.cfg);
+    pg_http_conn_free(q.http.conn);
     curl_global_cleanup();
     return w == 0 ? status_of(r) : 2;
 }

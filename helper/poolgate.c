@@ -594,6 +594,21 @@ static int operator_gate(const struct globals *g, const char *cmd, const struct 
     return r;
 }
 
+/* The helper account is not the agent account: checked before the gate,
+ * whose verdict would mean nothing otherwise (that account writes the store
+ * and the key cache the gate believes). */
+static int accounts_apart(const char *cmd, const struct pg_config *cfg, const struct helper *h,
+                          const struct passwd *pw)
+{
+    struct pg_enrolled none = {0};
+    struct pg_error err = {0};
+    if (pg_helper_not_agent(cfg, h->uid, pw->pw_uid, &err) == 0)
+        return 0;
+    pg_agent_name(cfg, none.agent_name, sizeof(none.agent_name), NULL);
+    audit_enroll(cmd, pw, NULL, cfg, &none, "failed", err.msg);
+    return complain(EXIT_USAGE, "%s: %s", cmd, err.msg);
+}
+
 /* Register or unregister, after the gate passed: the stored operator's
  * token, or (--unattended) the configured credential's, checked by the
  * helper before Azure DevOps is asked anything. */
@@ -622,6 +637,8 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     }
     if (r == 0)
         r = find_helper(g, cfg, &h);
+    if (r == 0)
+        r = accounts_apart(cmd, cfg, &h, &pw);
     /* Nothing reaches Azure DevOps unless the gate holds now. */
     if (r == 0 && !a.unattended)
         r = operator_gate(g, cmd, cfg, &h, &pw, &res);

@@ -175,9 +175,13 @@ struct work {
 };
 
 /* Temporary names beside the final ones; the directory lock keeps two
- * writers (a login and a sudo re-registration, say) from sharing them. */
+ * writers (a login and a sudo re-registration, say) from sharing them.
+ * The new files are written under tmp_names; the files they replace are
+ * kept under old_names until all three new ones are in place. */
 static const char *const tmp_names[PG_AGENT_FILES] = {
     ".credentials_rsaparams.poolgate-new", ".credentials.poolgate-new", ".agent.poolgate-new"};
+static const char *const old_names[PG_AGENT_FILES] = {
+    ".credentials_rsaparams.poolgate-old", ".credentials.poolgate-old", ".agent.poolgate-old"};
 
 /*
  * In the child: become the agent account (root never writes these files,
@@ -219,16 +223,46 @@ static int write_one(int dir, const char *tmp, const char *text, size_t len)
     return e;
 }
 
+/* Keep a second name for each file there is: the way back if a later
+ * rename fails.  Returns an errno value. */
+static int keep_old(int dir)
+{
+    for (int i = 0; i < PG_AGENT_FILES; i++) {
+        unlinkat(dir, old_names[i], 0); /* a leftover of an interrupted run */
+        if (linkat(dir, pg_agent_file_names[i], dir, old_names[i], 0) < 0 && errno != ENOENT)
+            return errno;
+    }
+    return 0;
+}
+
+/* Undo the first `done` renames: the old file back where there was one,
+ * else no file, so the directory holds the old set or none, never a mix. */
+static void restore_old(int dir, int done)
+{
+    for (int i = 0; i < done; i++)
+        if (renameat(dir, old_names[i], dir, pg_agent_file_names[i]) < 0)
+            unlinkat(dir, pg_agent_file_names[i], 0);
+}
+
 static int write_all(int dir, const struct pg_agent_files *f)
 {
-    int e = 0;
+    int e = 0, done = 0;
     for (int i = 0; !e && i < PG_AGENT_FILES; i++)
         e = write_one(dir, tmp_names[i], f->text[i], f->len[i]);
-    for (int i = 0; !e && i < PG_AGENT_FILES; i++)
-        if (renameat(dir, tmp_names[i], dir, pg_agent_file_names[i]) < 0)
+    if (!e)
+        e = keep_old(dir);
+    while (!e && done < PG_AGENT_FILES)
+        if (renameat(dir, tmp_names[done], dir, pg_agent_file_names[done]) < 0)
             e = errno;
-    for (int i = 0; e && i < PG_AGENT_FILES; i++)
-        unlinkat(dir, tmp_names[i], 0);
+        else
+            done++;
+    if (e)
+        restore_old(dir, done);
+    for (int i = 0; i < PG_AGENT_FILES; i++) {
+        unlinkat(dir, old_names[i], 0);
+        if (e)
+            unlinkat(dir, tmp_names[i], 0);
+    }
     return e;
 }
 

@@ -2,9 +2,10 @@
  * poolgate.conf(5): loading, strict parsing and checking.
  *
  * MUST:
- *   - Trust a file only when it is a regular file reached without a
- *     symbolic link, owned by root (or, for a caller that is not root, by
- *     the caller), and not writable by group or others.
+ *   - Trust a file (the configuration, and the ca_file it names) only when
+ *     it is a regular file reached without a symbolic link, owned by root
+ *     (or, for a caller that is not root, by the caller), and not writable
+ *     by group or others.
  *   - Refuse, never guess: an unknown key, a repeated key, a malformed line
  *     or an invalid value fails the whole load with "FILE:LINE: what".
  *   - Leave the output untouched on failure.
@@ -12,13 +13,12 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "internal.h"
 #include "unattended.h"
 
@@ -571,26 +571,6 @@ out:
     return r;
 }
 
-/* The file's type, owner and mode, checked on the open descriptor. */
-static int check_file(int fd, const char *path, struct pg_error *err)
-{
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return pg_fail(err, PG_ERR_IO, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return pg_fail(err, PG_ERR_PERM, "%s: not a regular file", path);
-    if (st.st_mode & (S_IWGRP | S_IWOTH))
-        return pg_fail(err, PG_ERR_PERM, "%s: must not be writable by group or others (mode %04o)",
-                       path, (unsigned)(st.st_mode & 07777));
-    uid_t me = geteuid();
-    if (st.st_uid != 0 && (me == 0 || st.st_uid != me))
-        return pg_fail(err, PG_ERR_PERM, "%s: must be owned by root (owner uid %u)", path,
-                       (unsigned)st.st_uid);
-    if (st.st_size > CONFIG_MAX_BYTES)
-        return pg_fail(err, PG_ERR_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
-    return 0;
-}
-
 static int read_all(int fd, char *buf, size_t cap, size_t *len)
 {
     size_t n = 0;
@@ -610,20 +590,49 @@ static int read_all(int fd, char *buf, size_t cap, size_t *len)
     return 0;
 }
 
+/*
+ * ca_file decides which certificates the helper believes, and so where the
+ * provider's signing keys may come from: whoever can write it can add a CA
+ * and serve keys of their own.  It is trusted like the configuration
+ * itself (root's, or the caller's own when the caller is not root; no
+ * link; not writable by group or others).
+ *
+ * Checked here, at load, for every program: the helper (which hands the
+ * path to libcurl) and the CLI (which refuses before it starts the helper,
+ * exit 2) need it, and the module, which never opens ca_file, depends on
+ * it all the same: the key cache it verifies with was fetched through it.
+ * That costs the module one open and fstat per PAM call, next to reading
+ * this file, the stored set and the key cache; in return a loose ca_file
+ * fails every login instead of going unnoticed until someone uses it.
+ * libcurl opens the file again by name, so the check holds as long as the
+ * directories above it are root's (parent directories are not checked).
+ */
+static int check_ca_file(const struct pg_config *cfg, struct pg_error *err)
+{
+    char what[PG_ERROR_MAX];
+    int fd = -1;
+    if (!cfg->ca_file)
+        return 0;
+    snprintf(what, sizeof(what), "%s: ca_file %s", cfg->path, cfg->ca_file);
+    int r = pg_open_trusted(cfg->ca_file, false, geteuid(), what, &fd, err);
+    if (r == 0)
+        close(fd);
+    return r;
+}
+
 PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg_error *err)
 {
     if (!path || !out)
         return pg_fail(err, PG_ERR_ARG, "invalid arguments");
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0 && errno == ELOOP)
-        return pg_fail(err, PG_ERR_PERM, "%s: is a symbolic link", path);
-    if (fd < 0)
-        return pg_fail(err, PG_ERR_IO, "%s: %s", path, strerror(errno));
+    int fd = -1;
+    int r = pg_open_trusted(path, false, geteuid(), path, &fd, err);
+    if (r < 0)
+        return r;
 
     char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    struct pg_config *cfg = NULL;
     size_t len = 0;
-    int r = check_file(fd, path, err);
-    if (r == 0 && !buf)
+    if (!buf)
         r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
     if (r == 0 && (r = read_all(fd, buf, CONFIG_MAX_BYTES + 1, &len)) < 0)
         r = pg_fail(err, PG_ERR_IO, "%s: %s", path, strerror(-r));
@@ -631,7 +640,12 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
     if (r == 0 && len > CONFIG_MAX_BYTES)
         r = pg_fail(err, PG_ERR_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
     if (r == 0)
-        r = pg_config_parse(buf, len, path, out, err);
+        r = pg_config_parse(buf, len, path, &cfg, err);
+    if (r == 0)
+        r = check_ca_file(cfg, err);
+    if (r == 0)
+        *out = TAKE_PTR(cfg);
+    pg_config_free(cfg);
     free(buf);
     return r;
 }

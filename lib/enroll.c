@@ -5,11 +5,13 @@
  * MUST:
  *   - Generate the private key here and send only its public half.
  *   - Touch the pool only after every local precondition holds (config,
- *     agent_dir), and the agent's files only after the pool accepted.
+ *     agent_dir, a helper account apart from the agent account), and the
+ *     agent's files only after the pool accepted.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -63,11 +65,32 @@ static int settings_ok(const struct pg_config *cfg, struct pg_error *err)
     return 0;
 }
 
+int pg_helper_not_agent(const struct pg_config *cfg, uid_t helper_uid, uid_t agent_uid,
+                        struct pg_error *err)
+{
+    struct stat st;
+    if (geteuid() != 0 || helper_uid == 0)
+        return 0;
+    if (helper_uid == agent_uid)
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "helper_user %s is the agent account: give the helper an account of its "
+                       "own",
+                       cfg->helper_user);
+    /* (lstat: a link in its place is refused when the files are written.) */
+    if (cfg->agent_dir && lstat(cfg->agent_dir, &st) == 0 && st.st_uid == helper_uid)
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "helper_user %s owns agent_dir %s: give the helper an account of its own",
+                       cfg->helper_user, cfg->agent_dir);
+    return 0;
+}
+
 /* Everything local that a pool change needs, checked before the pool is
  * touched; the agent's name in `name`. */
 static int preconditions(const struct pg_enroll *e, char *name, size_t namesz, struct pg_error *err)
 {
     int r = settings_ok(e->cfg, err);
+    if (r == 0)
+        r = pg_helper_not_agent(e->cfg, e->helper.uid, e->uid, err);
     if (r == 0)
         r = pg_agent_files_check(e->cfg->agent_dir, e->uid, e->gid, err);
     if (r == 0)

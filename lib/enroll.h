@@ -38,6 +38,18 @@ struct pg_enrolled {
 /* agent_name, or the short host name when it is not set. */
 int pg_agent_name(const struct pg_config *cfg, char *out, size_t outsz, struct pg_error *err);
 
+/*
+ * The helper account must be neither the agent account nor the owner of
+ * agent_dir: it writes the key cache and the token store the gate
+ * believes, so an account that runs pipeline jobs and holds it passes the
+ * gate at will.  PG_ERR_CONFIG, naming helper_user, when it is.  Only a
+ * root caller has accounts to keep apart (otherwise the helper runs as the
+ * caller), and helper_user root is left to poolgate doctor's warning (the
+ * agent account is never root).
+ */
+int pg_helper_not_agent(const struct pg_config *cfg, uid_t helper_uid, uid_t agent_uid,
+                        struct pg_error *err);
+
 /* Register (or with `replace`, re-register) the agent and write its files.
  * A failure leaves any files already in agent_dir as they were. */
 int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err);

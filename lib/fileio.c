@@ -2,8 +2,10 @@
  * Reading and replacing the files poolgate keeps (token sets, cached keys).
  *
  * MUST: reach files only by openat() with O_NOFOLLOW from a descriptor the
- * caller has checked; refuse anything but a private regular file of its
- * expected owner (the helper account); never leave a torn file behind.
+ * caller has checked (or, for the few paths the configuration names, by
+ * pg_open_trusted(): O_NOFOLLOW, then type, owner and mode checked on the
+ * descriptor); refuse anything but a private regular file of its expected
+ * owner (the helper account); never leave a torn file behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,49 @@
 
 #include "fileio.h"
 #include "internal.h"
+
+/* The type, owner and mode rule of pg_open_trusted(), on a descriptor's stat. */
+static int check_trusted(const struct stat *st, bool dir, uid_t owner, const char *what,
+                         struct pg_error *err)
+{
+    if (dir ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode))
+        return pg_fail(err, PG_ERR_PERM, "%s: not a %s", what, dir ? "directory" : "regular file");
+    if (st->st_mode & (S_IWGRP | S_IWOTH))
+        return pg_fail(err, PG_ERR_PERM, "%s: must not be writable by group or others (mode %04o)",
+                       what, (unsigned)(st->st_mode & 07777));
+    if (st->st_uid == 0 || st->st_uid == owner)
+        return 0;
+    if (owner == 0)
+        return pg_fail(err, PG_ERR_PERM, "%s: must be owned by root (owner uid %u)", what,
+                       (unsigned)st->st_uid);
+    return pg_fail(err, PG_ERR_PERM, "%s: must be owned by root or uid %u (owner uid %u)", what,
+                   (unsigned)owner, (unsigned)st->st_uid);
+}
+
+int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, int *fd,
+                    struct pg_error *err)
+{
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (dir ? O_DIRECTORY : 0);
+    int f = open(path, flags), e = errno;
+    struct stat st;
+    /* (With O_DIRECTORY, a link in the last component is ENOTDIR, not ELOOP.) */
+    if (f < 0 && e == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        e = ELOOP;
+    if (f < 0 && e == ELOOP)
+        return pg_fail(err, PG_ERR_PERM, "%s: is a symbolic link", what);
+    if (f < 0 && e == ENOTDIR && dir)
+        return pg_fail(err, PG_ERR_PERM, "%s: not a directory", what);
+    if (f < 0)
+        return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(e));
+    int r = fstat(f, &st) < 0 ? pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno))
+                              : check_trusted(&st, dir, owner, what, err);
+    if (r < 0) {
+        close(f);
+        return r;
+    }
+    *fd = f;
+    return 0;
+}
 
 static int open_private(int dirfd, const char *name, const char *what, size_t max, uid_t owner,
                         int *out, size_t *size, struct pg_error *err)

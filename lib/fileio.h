@@ -2,10 +2,24 @@
 #ifndef PG_FILEIO_H
 #define PG_FILEIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 #include "poolgate/poolgate.h"
+
+/*
+ * Open `path` for reading without following a symbolic link in its last
+ * component (and without blocking on a FIFO), and keep the descriptor only
+ * when it shows a regular file (with `dir`: a directory) owned by root or
+ * by `owner`, that neither group nor others may write.  Messages start
+ * with `what`.  PG_ERR_PERM when it is not to be trusted, PG_ERR_IO when
+ * it cannot be opened.  The rule of the configuration file (pass geteuid():
+ * root's, or the caller's own when the caller is not root), of ca_file,
+ * and of cache_dir as the module reads it (pass the helper account).
+ */
+int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, int *fd,
+                    struct pg_error *err);
 
 /*
  * Read `name` in `dirfd` (no symbolic links): it must be a regular file

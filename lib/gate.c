@@ -2,13 +2,14 @@
  * The gate check without network (see gate.h).
  *
  * MUST: open every file without following links and expect the helper
- * account as its owner; return success only from pg_verify_token's success;
+ * account as its owner (cache_dir: the helper account or root, closed to
+ * group and others); return success only from pg_verify_token's success;
  * clear every copy of a token.
  */
-#include <errno.h>
-#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "gate.h"
 #include "internal.h"
 #include "jws.h"
@@ -41,13 +42,25 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
     return r;
 }
 
+/*
+ * The cached key set.  Its files are checked one by one, but whoever may
+ * replace entries in cache_dir decides which keys the gate believes: the
+ * directory itself must be the helper account's (or root's), reached
+ * without a link, and closed to group and others.  An unsafe directory is
+ * PG_ERR_PERM, which no key fetch can cure; anything else wrong with the
+ * cache (missing, unreadable, stale) is the helper's to put right.
+ */
 static int load_keys(const struct pg_config *cfg, uid_t owner, struct pg_keycache_entry *e,
-                     struct pg_error *err)
+                     bool *unsafe_dir, struct pg_error *err)
 {
-    int dir = open(cfg->cache_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dir < 0)
-        return pg_fail(err, PG_ERR_IO, "%s: %s", cfg->cache_dir, strerror(errno));
-    int r = pg_keycache_load(dir, cfg->issuer, owner, e, err);
+    char what[PG_ERROR_MAX];
+    int dir = -1;
+    snprintf(what, sizeof(what), "cache_dir %s", cfg->cache_dir);
+    int r = pg_open_trusted(cfg->cache_dir, true, owner, what, &dir, err);
+    *unsafe_dir = r == PG_ERR_PERM;
+    if (r < 0)
+        return r;
+    r = pg_keycache_load(dir, cfg->issuer, owner, e, err);
     close(dir);
     return r;
 }
@@ -60,7 +73,10 @@ int pg_gate_verify(const struct pg_config *cfg, uid_t owner, const char *token, 
     int64_t t = now ? (int64_t)now : (int64_t)time(NULL);
     *res = (struct pg_verify_result){0};
     *keys = PG_GATE_KEYS_OK;
-    int r = load_keys(cfg, owner, &e, err);
+    bool unsafe_dir = false;
+    int r = load_keys(cfg, owner, &e, &unsafe_dir, err);
+    if (unsafe_dir)
+        return r;
     /* Past its day (or absent) the set may not be used at all; within the
      * day, a set due for its hourly refresh still verifies: the helper
      * refreshes it on its next run. */

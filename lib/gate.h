@@ -31,7 +31,9 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
  * Verify `token` with the cached key set (files owned by `owner`) at `now`
  * (0: the current time).  Returns pg_verify_token's result; *keys says
  * whether the helper should fetch keys first (then the result is
- * PG_ERR_IO, or the PG_ERR_TOKEN of the unknown kid).
+ * PG_ERR_IO, or the PG_ERR_TOKEN of the unknown kid).  A cache_dir that is
+ * not the helper account's or root's, is a link, or is writable by group
+ * or others is PG_ERR_PERM, with no fetch asked for.
  */
 int pg_gate_verify(const struct pg_config *cfg, uid_t owner, const char *token, time_t now,
                    enum pg_gate_keys *keys, struct pg_verify_result *res, struct pg_error *err);

@@ -14,6 +14,8 @@
  *   - Set the proxy explicitly, so environment variables never choose one;
  *     no netrc, no signals, no verbose output (it would print bodies).
  *   - Clear every buffer that held a response body.
+ *   - Keep connections only in a caller's pg_http_conn, and nothing else of
+ *     a request there: each one sets all of its options and limits again.
  */
 #include <curl/curl.h>
 #include <ctype.h>
@@ -27,6 +29,10 @@
 #define CONNECT_TIMEOUT_MS 5000L
 #define LOW_SPEED_BYTES 32L  /* per second, ... */
 #define LOW_SPEED_SECONDS 5L /* ... for this long, ends the exchange */
+
+struct pg_http_conn {
+    CURL *curl; /* its connection cache is what is kept */
+};
 
 struct body {
     char *data;
@@ -210,11 +216,28 @@ static struct curl_slist *header_list(const char *const *headers, bool *ok)
     return hdrs;
 }
 
+int pg_http_conn_new(struct pg_http_conn **out)
+{
+    struct pg_http_conn *c = calloc(1, sizeof(*c));
+    if (c && !(c->curl = curl_easy_init()))
+        free(TAKE_PTR(c));
+    *out = c;
+    return c ? 0 : PG_ERR_NOMEM;
+}
+
+void pg_http_conn_free(struct pg_http_conn *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
+}
+
 int pg_http_request(const struct pg_http_opts *o, const char *method, const char *url,
                     const char *const *headers, const char *body, struct pg_http_response *res,
                     struct pg_error *err)
 {
-    CURL *c = curl_easy_init();
+    CURL *c = o->conn ? o->conn->curl : curl_easy_init();
     bool ok = false;
     struct curl_slist *hdrs = header_list(headers, &ok);
     int r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
@@ -230,8 +253,13 @@ int pg_http_request(const struct pg_http_opts *o, const char *method, const char
         goto out;
     r = perform(c, o, url, hdrs, res, err);
 out:
+    /* A kept handle forgets every option (the body and headers, freed
+     * below, among them) and keeps only its connections. */
+    if (o->conn)
+        curl_easy_reset(c);
+    else
+        curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
     return r;
 }
 

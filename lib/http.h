@@ -19,13 +19,27 @@
 #define PG_HTTP_MAX_KEYSET (256 * 1024)
 
 struct pg_http_opts {
-    const char *ca_file;   /* PEM bundle to trust; NULL: the system store */
-    const char *proxy;     /* proxy URL; NULL: none (environment variables are ignored) */
-    long timeout;          /* seconds for the whole exchange (1..300) */
-    int64_t deadline_ms;   /* CLOCK_MONOTONIC deadline in ms, 0: none; bounds timeout */
-    size_t max_bytes;      /* response body cap */
-    bool allow_plain_http; /* only for the link-local instance metadata endpoint */
+    const char *ca_file;       /* PEM bundle to trust; NULL: the system store */
+    const char *proxy;         /* proxy URL; NULL: none (environment variables are ignored) */
+    long timeout;              /* seconds for the whole exchange (1..300) */
+    int64_t deadline_ms;       /* CLOCK_MONOTONIC deadline in ms, 0: none; bounds timeout */
+    size_t max_bytes;          /* response body cap */
+    bool allow_plain_http;     /* only for the link-local instance metadata endpoint */
+    struct pg_http_conn *conn; /* keeps connections between requests; NULL: one each */
 };
+
+/*
+ * Connections kept open between the requests of one run (with their TLS
+ * sessions and DNS answers): the polls of a sign-in then cost one TLS
+ * handshake in all rather than one each.  Every request still sets all of
+ * its own options and limits, and one cut short (timeout, size cap) leaves
+ * nothing for the next: libcurl closes its connection, or over HTTP/2
+ * resets its stream.  Owned by the caller, for one thread.
+ */
+struct pg_http_conn;
+
+int pg_http_conn_new(struct pg_http_conn **out); /* 0 or PG_ERR_NOMEM */
+void pg_http_conn_free(struct pg_http_conn *c);  /* closes them; NULL is fine */
 
 struct pg_http_response {
     long status;

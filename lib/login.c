@@ -138,19 +138,29 @@ int pg_device_login(const struct pg_http_opts *http, const struct pg_device_requ
     struct pg_device_auth auth = {0};
     struct pg_tokenset ts = {0};
     struct pg_error local = {0};
+    struct pg_http_opts o = *http;
+    struct pg_http_conn *own = NULL;
     err = err ? err : &local;
     if (!req->device_authorization_endpoint || !req->token_endpoint)
         return pg_fail(err, PG_ERR_PROTOCOL, "the provider offers no device authorization");
-    int r = request_code(http, req, &auth, err);
+    /* One connection for the code and every poll: a fresh TLS handshake per
+     * poll would add its round trips between the approval and the tokens. */
+    int r = 0;
+    if (!o.conn && pg_http_conn_new(&own) < 0)
+        r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    o.conn = o.conn ? o.conn : own;
+    if (r == 0)
+        r = request_code(&o, req, &auth, err);
     if (r == 0 && prompt(prompt_ctx, &auth) < 0)
         r = pg_fail(err, PG_ERR_DENIED, "the sign-in was abandoned");
     if (r == 0)
-        r = poll_loop(http, req, clock, &auth, &ts, err);
+        r = poll_loop(&o, req, clock, &auth, &ts, err);
     if (r == 0)
         *out = ts;
     else
         pg_tokenset_clear(&ts);
     pg_device_auth_clear(&auth);
+    pg_http_conn_free(own);
     return r;
 }
 

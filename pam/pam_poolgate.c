@@ -447,6 +447,16 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
         pam_syslog(pamh, LOG_ERR, "%s", err.msg);
         return r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SERVICE_ERR;
     }
+    /* The helper account writes the store and the key cache this module
+     * believes: the account it gates (under sudo, the one asking for root)
+     * would pass at will if it were that account. */
+    if (geteuid() == 0 && g->helper.uid != 0 && g->helper.uid == g->uid) {
+        pam_syslog(pamh, LOG_ERR,
+                   "helper_user %s is the account '%s' being authenticated: give the helper an "
+                   "account of its own",
+                   g->cfg->helper_user, g->user);
+        return PAM_SERVICE_ERR;
+    }
     g->helper.path = g->a.helper;
     return PAM_SUCCESS;
 }

@@ -1,18 +1,26 @@
 /*
- * Fault injection for pam_poolgate.so (a test-only build of the module,
- * linked with -Wl,--wrap for each function below): the Nth call made from
- * poolgate's own code fails, N taken from PG_FAULT_AT.  Counting restarts
- * whenever PG_FAULT_RUN changes, so one test process can run one PAM
- * transaction per N.  When the fault fires, PG_FAULT_HIT is set, so the
- * test knows when N has passed the last call site.
+ * Fault injection for test-only builds of pam_poolgate.so, poolgate and
+ * poolgate-helper, linked with -Wl,--wrap for each function below (and, for
+ * the programs, those of fault_programs.c): the Nth call made from poolgate's own
+ * code fails, N taken from PG_FAULT_AT.  Counting restarts whenever
+ * PG_FAULT_RUN changes, so one test process can run one PAM transaction per
+ * N.  When the fault fires, PG_FAULT_HIT is set in the process, the file
+ * PG_FAULT_HITFILE names (if any) is created and, when
+ * PG_FAULT_MARK is set, a line PG_FAULT_LINE N goes to standard error
+ * (which the helper's sandbox still allows): so the test knows when N has
+ * passed the last call site, in its own process or in a program it ran
+ * (PG_FAULT_MARK=trace adds a backtrace of the failing call).
  *
- * Only calls made by poolgate's code are affected (libc, OpenSSL, jansson
- * and libpam keep working): that is what "each call site in turn" means.
+ * Only calls made by poolgate's code are affected (libc, OpenSSL, jansson,
+ * libcurl and libpam keep working): that is what "each call site in turn"
+ * means.
  */
+#include "fault.h"
+
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <pwd.h>
-#include <security/pam_modules.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,7 +33,9 @@
 static long calls;
 static char run[32];
 
-static bool fail_now(void)
+int __real_openat(int dir, const char *path, int flags, ...);
+
+bool pg_fault_now(const char *fn)
 {
     const char *at = getenv("PG_FAULT_AT"), *id = getenv("PG_FAULT_RUN");
     if (!at || !id)
@@ -37,70 +47,27 @@ static bool fail_now(void)
     if (++calls != atol(at))
         return false;
     setenv("PG_FAULT_HIT", "1", 1);
+    /* A forked child's environment is its own: a file tells the test. */
+    const char *hitfile = getenv("PG_FAULT_HITFILE");
+    int fd = hitfile ? __real_openat(AT_FDCWD, hitfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0666) : -1;
+    if (fd >= 0)
+        close(fd);
+    const char *mark = getenv("PG_FAULT_MARK");
+    if (mark)
+        dprintf(STDERR_FILENO, "%s%ld (%s)\n", PG_FAULT_LINE, calls, fn);
+    if (mark && strcmp(mark, "trace") == 0) {
+        void *frames[16]; /* where the failing call came from, when debugging */
+        backtrace_symbols_fd(frames, backtrace(frames, 16), STDERR_FILENO);
+    }
     return true;
 }
 
-#define DECLARE(ret, name, params)                                                                 \
-    ret __real_##name params;                                                                      \
-    ret __wrap_##name params
-
-DECLARE(void *, malloc, (size_t n));
-DECLARE(void *, malloc, (size_t n))
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __real_malloc(n);
-}
-
-DECLARE(void *, calloc, (size_t n, size_t m));
-DECLARE(void *, calloc, (size_t n, size_t m))
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __real_calloc(n, m);
-}
-
-DECLARE(void *, realloc, (void *p, size_t n));
-DECLARE(void *, realloc, (void *p, size_t n))
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __real_realloc(p, n);
-}
-
-DECLARE(char *, strdup, (const char *s));
-DECLARE(char *, strdup, (const char *s))
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __real_strdup(s);
-}
-
-DECLARE(char *, strndup, (const char *s, size_t n));
-DECLARE(char *, strndup, (const char *s, size_t n))
-{
-    if (fail_now()) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return __real_strndup(s, n);
-}
-
-DECLARE(int, vasprintf, (char **out, const char *fmt, va_list ap));
-DECLARE(int, vasprintf, (char **out, const char *fmt, va_list ap))
-{
-    if (fail_now())
-        return -1;
-    return __real_vasprintf(out, fmt, ap);
-}
+WRAP(void *, malloc, (size_t n), (n), FAIL(ENOMEM, NULL))
+WRAP(void *, calloc, (size_t n, size_t m), (n, m), FAIL(ENOMEM, NULL))
+WRAP(void *, realloc, (void *p, size_t n), (p, n), FAIL(ENOMEM, NULL))
+WRAP(char *, strdup, (const char *s), (s), FAIL(ENOMEM, NULL))
+WRAP(char *, strndup, (const char *s, size_t n), (s, n), FAIL(ENOMEM, NULL))
+WRAP(int, vasprintf, (char **out, const char *fmt, va_list ap), (out, fmt, ap), -1)
 
 int __wrap_asprintf(char **out, const char *fmt, ...);
 int __wrap_asprintf(char **out, const char *fmt, ...)
@@ -112,7 +79,6 @@ int __wrap_asprintf(char **out, const char *fmt, ...)
     return r;
 }
 
-int __real_openat(int dir, const char *path, int flags, ...);
 int __wrap_openat(int dir, const char *path, int flags, ...);
 int __wrap_open(const char *path, int flags, ...);
 
@@ -129,10 +95,8 @@ int __wrap_openat(int dir, const char *path, int flags, ...)
 {
     mode_t mode;
     MODE_ARG(flags, flags, mode);
-    if (fail_now()) {
-        errno = EMFILE;
-        return -1;
-    }
+    if (pg_fault_now("openat"))
+        return FAIL(EMFILE, -1);
     return __real_openat(dir, path, flags, mode);
 }
 
@@ -144,84 +108,12 @@ int __wrap_open(const char *path, int flags, ...)
     return __wrap_openat(AT_FDCWD, path, flags, mode);
 }
 
-DECLARE(ssize_t, read, (int fd, void *buf, size_t n));
-DECLARE(ssize_t, read, (int fd, void *buf, size_t n))
-{
-    if (fail_now()) {
-        errno = EIO;
-        return -1;
-    }
-    return __real_read(fd, buf, n);
-}
-
-DECLARE(ssize_t, send, (int fd, const void *buf, size_t n, int flags));
-DECLARE(ssize_t, send, (int fd, const void *buf, size_t n, int flags))
-{
-    if (fail_now()) {
-        errno = EPIPE;
-        return -1;
-    }
-    return __real_send(fd, buf, n, flags);
-}
-
-DECLARE(int, fstat, (int fd, struct stat *st));
-DECLARE(int, fstat, (int fd, struct stat *st))
-{
-    if (fail_now()) {
-        errno = EIO;
-        return -1;
-    }
-    return __real_fstat(fd, st);
-}
-
-DECLARE(int, socketpair, (int d, int t, int p, int sv[2]));
-DECLARE(int, socketpair, (int d, int t, int p, int sv[2]))
-{
-    if (fail_now()) {
-        errno = EMFILE;
-        return -1;
-    }
-    return __real_socketpair(d, t, p, sv);
-}
-
-DECLARE(pid_t, fork, (void));
-DECLARE(pid_t, fork, (void))
-{
-    if (fail_now()) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return __real_fork();
-}
-
-DECLARE(int, getpwnam_r,
-        (const char *name, struct passwd *pw, char *buf, size_t n, struct passwd **out));
-DECLARE(int, getpwnam_r,
-        (const char *name, struct passwd *pw, char *buf, size_t n, struct passwd **out))
-{
-    if (fail_now()) {
-        *out = NULL;
-        return ENOMEM;
-    }
-    return __real_getpwnam_r(name, pw, buf, n, out);
-}
-
-DECLARE(int, pam_set_data,
-        (pam_handle_t * pamh, const char *name, void *data,
-         void (*cleanup)(pam_handle_t *, void *, int)));
-DECLARE(int, pam_set_data,
-        (pam_handle_t * pamh, const char *name, void *data,
-         void (*cleanup)(pam_handle_t *, void *, int)))
-{
-    if (fail_now())
-        return PAM_BUF_ERR;
-    return __real_pam_set_data(pamh, name, data, cleanup);
-}
-
-DECLARE(int, pam_get_user, (pam_handle_t * pamh, const char **user, const char *prompt));
-DECLARE(int, pam_get_user, (pam_handle_t * pamh, const char **user, const char *prompt))
-{
-    if (fail_now())
-        return PAM_BUF_ERR;
-    return __real_pam_get_user(pamh, user, prompt);
-}
+WRAP(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n), FAIL(EIO, -1))
+WRAP(ssize_t, send, (int fd, const void *buf, size_t n, int flags), (fd, buf, n, flags),
+     FAIL(EPIPE, -1))
+WRAP(int, fstat, (int fd, struct stat *st), (fd, st), FAIL(EIO, -1))
+WRAP(int, socketpair, (int d, int t, int p, int sv[2]), (d, t, p, sv), FAIL(EMFILE, -1))
+WRAP(pid_t, fork, (void), (), FAIL(EAGAIN, -1))
+WRAP(int, getpwnam_r,
+     (const char *name, struct passwd *pw, char *buf, size_t n, struct passwd **out),
+     (name, pw, buf, n, out), (*out = NULL, ENOMEM))

@@ -360,12 +360,83 @@ static void test_file_trust(void **state)
     rmdir(dir);
 }
 
+/* A configuration naming `ca` as its ca_file; returns the configuration's path. */
+static const char *conf_with_ca(const char *ca)
+{
+    static char path[128];
+    char text[512];
+    snprintf(path, sizeof(path), "%s/ca.conf", dir);
+    snprintf(text, sizeof(text), MIN "ca_file = %s\n", ca);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    return path;
+}
+
+/* Expect the load of a configuration naming `ca` to fail with `want`, and a
+ * message that names the configuration, ca_file and its path, then `phrase`. */
+static void expect_ca_refused(const char *ca, int want, const char *phrase)
+{
+    char head[256];
+    const char *conf = conf_with_ca(ca);
+    struct pg_config *cfg = (struct pg_config *)0x1;
+    struct pg_error err = {0};
+    snprintf(head, sizeof(head), "%s: ca_file %s: ", conf, ca);
+    int r = pg_config_load(conf, &cfg, &err);
+    if (r != want || strncmp(err.msg, head, strlen(head)) != 0 || !strstr(err.msg, phrase))
+        fail_msg("ca_file %s: got %d '%s', wanted %d '%s...%s'", ca, r, err.msg, want, head,
+                 phrase);
+    assert_ptr_equal(cfg, (struct pg_config *)0x1);
+}
+
+/* ca_file decides which CAs the helper trusts: the configuration's own rules. */
+static void test_ca_file_trust(void **state)
+{
+    (void)state;
+    char ca[128], link[128], fifo[128], missing[128];
+    strcpy(dir, "/tmp/pg-config-ca-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(ca, sizeof(ca), "%s", write_file("ca.pem", 0644));
+    expect_load(conf_with_ca(ca), 0, NULL);
+
+    assert_int_equal(chmod(ca, 0664), 0);
+    expect_ca_refused(ca, PG_ERR_PERM, "must not be writable by group or others (mode 0664)");
+    assert_int_equal(chmod(ca, 0646), 0);
+    expect_ca_refused(ca, PG_ERR_PERM, "must not be writable by group or others (mode 0646)");
+    assert_int_equal(chmod(ca, 0644), 0);
+
+    snprintf(link, sizeof(link), "%s/link.pem", dir);
+    assert_int_equal(symlink(ca, link), 0);
+    expect_ca_refused(link, PG_ERR_PERM, "is a symbolic link");
+    expect_ca_refused(dir, PG_ERR_PERM, "not a regular file");
+    /* (A FIFO is refused without waiting for a writer.) */
+    snprintf(fifo, sizeof(fifo), "%s/fifo.pem", dir);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    expect_ca_refused(fifo, PG_ERR_PERM, "not a regular file");
+    snprintf(missing, sizeof(missing), "%s/missing.pem", dir);
+    expect_ca_refused(missing, PG_ERR_IO, "No such file");
+    if (geteuid() == 0) {
+        assert_int_equal(chown(ca, 65534, 65534), 0);
+        expect_ca_refused(ca, PG_ERR_PERM, "must be owned by root (owner uid 65534)");
+    }
+    const char *names[] = {"ca.pem", "link.pem", "fifo.pem", "ca.conf"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),           cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_syntax_tolerated),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_and_limits), cmocka_unit_test(test_file_trust),
+        cmocka_unit_test(test_ca_file_trust),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,16 +9,23 @@
  * caught by defining the syslog entry points here (pam_syslog reaches
  * them; pam_wrapper runs with PAM_WRAPPER_USE_SYSLOG=1).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/securebits.h>
+#include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,7 +44,7 @@
 #include "idpkit.h"
 
 static const char *control, *ca, *module, *helper, *fault_module;
-static char work[128], svcdir[256], conf[256], conf_fast[256], user[64];
+static char work[128], svcdir[256], conf[256], conf_fast[256], user[64], self[512];
 static const char *const role = "AgentPool.Enroll";
 static const char *const oid = "0b5e3c1a-0000-4e8b-9a61-3c4d5e6f7a8b";
 
@@ -92,6 +99,28 @@ void __vsyslog_chk(int pri, int flag, const char *fmt, va_list ap)
     (void)pri;
     (void)flag;
     catch_log(fmt, ap);
+}
+
+/* ---- the module's writes to the helper ---------------------------------- */
+
+/*
+ * The module's send() calls resolve to this definition (the program exports
+ * its symbols, as it does for syslog).  While `hold_send` is set, the first
+ * send waits until the other end of the socket hangs up, that is until the
+ * stand-in helper has exited: the helper is gone before the module writes,
+ * every time, not only when a race goes that way.
+ */
+static bool hold_send, hangup_seen;
+
+ssize_t send(int fd, const void *buf, size_t len, int flags);
+ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+    if (hold_send) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        hold_send = false;
+        hangup_seen = poll(&p, 1, 20000) == 1 && (p.revents & POLLHUP);
+    }
+    return syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
 }
 
 /* The ASan runtime is not first when pam_wrapper is preloaded; that is expected here. */
@@ -157,7 +186,7 @@ static void write_file(const char *path, mode_t mode, const char *text)
     chmod(path, mode);
 }
 
-static void write_conf(const char *path, const char *extra)
+static void write_conf_for(const char *path, const char *helper_user, const char *extra)
 {
     char text[4096];
     snprintf(text, sizeof(text),
@@ -165,8 +194,13 @@ static void write_conf(const char *path, const char *extra)
              "state_dir = %s/state\ncache_dir = %s/cache\nlogin_timeout = 60\n"
              "helper_user = %s\n%s",
              getenv("PG_IDP_ISSUER"), getenv("PG_IDP_CLIENT_ID"), getenv("PG_IDP_TENANT"), role, ca,
-             work, work, user, extra);
+             work, work, helper_user, extra);
     write_file(path, 0600, text);
+}
+
+static void write_conf(const char *path, const char *extra)
+{
+    write_conf_for(path, user, extra);
 }
 
 /* A PAM service: `lines` use MOD for the module line's start. */
@@ -724,6 +758,338 @@ static void test_helper_bounded(void **state)
     unlink(fake);
 }
 
+/* ---- the helper as the spawner starts it ---------------------------------- */
+
+extern char **environ;
+
+static int by_number(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* The open descriptors, listed before anything else is opened. */
+static int open_fds(int *fds, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d)) && n < max;)
+        if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+            fds[n++] = atoi(e->d_name);
+    if (!d)
+        return -1;
+    closedir(d);
+    qsort(fds, (size_t)n, sizeof(fds[0]), by_number);
+    return n;
+}
+
+/*
+ * This program as a stand-in helper: the module starts it as
+ * "poolgate-helper" with no other argument, and main() sends it here.  It
+ * writes to helper-report in its working directory (the test's choice):
+ * its descriptors and where 0, 1 and 2 lead, its environment, and the
+ * kernel's view of its ids, signal mask, ignored signals and no_new_privs.
+ * Then it exits without answering: the module's request is not read.
+ */
+static int report_as_helper(void)
+{
+    int fds[64], n = open_fds(fds, 64);
+    FILE *out = n < 0 ? NULL : fopen("helper-report", "we");
+    FILE *status = fopen("/proc/self/status", "re");
+    char line[1024];
+    int r = out && status ? 0 : 125;
+    if (r == 0)
+        fputs("fds", out);
+    for (int i = 0; r == 0 && i < n; i++)
+        fprintf(out, " %d", fds[i]);
+    for (int fd = 0; r == 0 && fd <= 2; fd++) {
+        char link[64], target[256];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(link, target, sizeof(target) - 1);
+        target[k > 0 ? k : 0] = '\0';
+        fprintf(out, "\nfd%d %s", fd, target);
+    }
+    for (char **e = environ; r == 0 && *e; e++)
+        fprintf(out, "\nenv %s", *e);
+    if (r == 0)
+        fputc('\n', out);
+    while (r == 0 && fgets(line, sizeof(line), status))
+        if (strncmp(line, "Uid:", 4) == 0 || strncmp(line, "Gid:", 4) == 0 ||
+            strncmp(line, "Groups:", 7) == 0 || strncmp(line, "SigBlk:", 7) == 0 ||
+            strncmp(line, "SigIgn:", 7) == 0 || strncmp(line, "NoNewPrivs:", 11) == 0)
+            fputs(line, out);
+    if (status)
+        fclose(status);
+    if (out && fclose(out) != 0)
+        r = 125;
+    return r;
+}
+
+/* One authentication through `svc`, run from `dir`, whose stand-in helper
+ * reports there; the report, or NULL when the helper never ran. */
+static char *helper_report(const char *svc, const char *dir)
+{
+    char path[512], back[512];
+    snprintf(path, sizeof(path), "%s/helper-report", dir);
+    unlink(path);
+    assert_non_null(getcwd(back, sizeof(back)));
+    assert_int_equal(chdir(dir), 0);
+    struct operator op = {NULL, NULL, ANSWER, 0, 0, ""};
+    int rv = auth(svc, &op);
+    assert_int_equal(chdir(back), 0);
+    assert_true(rv != PAM_SUCCESS && rv != PAM_IGNORE); /* it never answers */
+    assert_no_children();
+    return access(path, F_OK) == 0 ? slurp_file(path) : NULL;
+}
+
+static void assert_line(const char *report, const char *line)
+{
+    char want[512];
+    snprintf(want, sizeof(want), "\n%s\n", line);
+    if (!strstr(report, want))
+        fail_msg("not in the helper's report: '%s'\nreport:\n%s", line, report);
+}
+
+/* The report's value for `key` ("fd0 " ...): the rest of its line. */
+static const char *report_value(const char *report, const char *key, char *out, size_t n)
+{
+    const char *at = strstr(report, key);
+    if (!at)
+        fail_msg("no '%s' in the helper's report:\n%s", key, report);
+    at += strlen(key);
+    snprintf(out, n, "%.*s", (int)strcspn(at, "\n"), at);
+    return out;
+}
+
+/* A PAM service `name` whose module line uses `config`, `helper_path` and `args`. */
+static void service_with(const char *name, const char *config, const char *helper_path,
+                         const char *args)
+{
+    char path[512], lines[1024];
+    snprintf(path, sizeof(path), "%s/%s", svcdir, name);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s %s\n", module, config,
+             helper_path, args);
+    write_file(path, 0644, lines);
+}
+
+/*
+ * M7: whatever state the host process is in (here: a descriptor open
+ * without close-on-exec, SIGUSR2 blocked, SIGUSR1 ignored), the helper
+ * starts with the socket as 0 and 1, /dev/null as 2 and nothing else open,
+ * PATH and LC_ALL alone in its environment, no signal blocked or ignored,
+ * and no_new_privs set.
+ */
+static void test_helper_hygiene(void **state)
+{
+    (void)state;
+    char fd0[128], fd1[128], envs[512] = "";
+    sigset_t usr2, mask;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, usr1;
+    service_with("pg-hygiene", conf, self, "reauth prompt=info");
+    int stray = open("/dev/null", O_RDONLY);
+    assert_true(stray > 2);
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &usr2, &mask), 0);
+    assert_int_equal(sigaction(SIGUSR1, &ign, &usr1), 0);
+    char *report = helper_report("pg-hygiene", work);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
+    sigaction(SIGUSR1, &usr1, NULL);
+    close(stray);
+    if (!report)
+        fail_msg("the stand-in helper did not run");
+
+    if (strncmp(report, "fds 0 1 2\n", 10) != 0)
+        fail_msg("the helper has other descriptors open (the host's was %d):\n%s", stray, report);
+    report_value(report, "\nfd0 ", fd0, sizeof(fd0));
+    report_value(report, "\nfd1 ", fd1, sizeof(fd1));
+    assert_true(strncmp(fd0, "socket:[", 8) == 0);
+    assert_string_equal(fd1, fd0);
+    assert_line(report, "fd2 /dev/null"); /* the module has no stderr to give it */
+    for (const char *p = report; (p = strstr(p, "\nenv ")); p += 5)
+        snprintf(envs + strlen(envs), sizeof(envs) - strlen(envs), "%.*s;",
+                 (int)strcspn(p + 5, "\n"), p + 5);
+    assert_string_equal(envs, "PATH=/usr/sbin:/usr/bin:/sbin:/bin;LC_ALL=C;");
+    assert_line(report, "SigBlk:\t0000000000000000");
+    assert_line(report, "SigIgn:\t0000000000000000");
+    assert_line(report, "NoNewPrivs:\t1");
+    free(report);
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode)
+{
+    char buf[65536];
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    assert_true(in >= 0 && out >= 0);
+    for (ssize_t n; (n = read(in, buf, sizeof(buf))) > 0;)
+        assert_int_equal(write(out, buf, (size_t)n), n);
+    close(in);
+    close(out);
+    assert_int_equal(chmod(to, mode), 0);
+}
+
+/*
+ * M7, as root: the helper runs as helper_user with that account's gid and
+ * none of the host's supplementary groups; and when root could be regained after setuid
+ * (here: SECBIT_NO_SETUID_FIXUP, which keeps every capability across
+ * setuid), the spawner refuses to run it at all (exit 126).
+ */
+static void test_helper_account(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    const struct passwd *pw = getpwnam("nobody");
+    assert_non_null(pw);
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char dir[256], stand_in[256], nobody_conf[256], want[128];
+    /* A copy of this program, and a directory to report in, for nobody. */
+    assert_int_equal(chmod(work, 0711), 0);
+    snprintf(stand_in, sizeof(stand_in), "%s/stand-in-helper", work);
+    copy_file(self, stand_in, 0755);
+    snprintf(dir, sizeof(dir), "%s/as-nobody", work);
+    mkdir(dir, 0700);
+    assert_int_equal(chown(dir, uid, gid), 0);
+    snprintf(nobody_conf, sizeof(nobody_conf), "%s/nobody.conf", work);
+    write_conf_for(nobody_conf, "nobody", "");
+    service_with("pg-nobody", nobody_conf, stand_in, "reauth prompt=info");
+
+    /* The host holds a supplementary group the helper must not keep. */
+    gid_t host_groups[64], extra = 4242;
+    int ngroups = getgroups(64, host_groups);
+    assert_true(ngroups >= 0);
+    assert_int_equal(setgroups(1, &extra), 0);
+    char *report = helper_report("pg-nobody", dir);
+    assert_int_equal(setgroups((size_t)ngroups, host_groups), 0);
+    if (!report)
+        fail_msg("the stand-in helper did not run as nobody");
+    snprintf(want, sizeof(want), "Uid:\t%u\t%u\t%u\t%u", uid, uid, uid, uid);
+    assert_line(report, want);
+    snprintf(want, sizeof(want), "Gid:\t%u\t%u\t%u\t%u", gid, gid, gid, gid);
+    assert_line(report, want);
+    char groups[64];
+    report_value(report, "\nGroups:", groups, sizeof(groups));
+    if (groups[strspn(groups, " \t")])
+        fail_msg("the helper kept supplementary groups: %s", groups);
+    assert_line(report, "NoNewPrivs:\t1");
+    free(report);
+
+    int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+    assert_true(bits >= 0);
+    assert_int_equal(prctl(PR_SET_SECUREBITS, bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0), 0);
+    hold_send = true; /* (the child's verdict is in before the request goes out) */
+    hangup_seen = false;
+    report = helper_report("pg-nobody", dir);
+    hold_send = false;
+    assert_int_equal(prctl(PR_SET_SECUREBITS, bits, 0, 0, 0), 0);
+    if (report)
+        fail_msg("the helper ran although its account could become root again:\n%s", report);
+    assert_true(hangup_seen);
+    assert_logged("as its account");
+    unlink(stand_in);
+}
+
+/*
+ * M8: the helper is gone before the module writes its request.  SIGPIPE is
+ * at its default (fatal) action here: a write that raised it would end
+ * this program.  The module fails with a code instead.
+ */
+static void test_helper_dies_first(void **state)
+{
+    (void)state;
+    char fake[512];
+    sigset_t pipe_set, mask;
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+    snprintf(fake, sizeof(fake), "%s/fake-helper", work);
+    fake_helper(fake, "exit 0");
+    service_with("pg-dies", conf, fake, "reauth prompt=info");
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    assert_int_equal(sigaction(SIGPIPE, &dfl, &old), 0);
+    assert_int_equal(sigprocmask(SIG_UNBLOCK, &pipe_set, &mask), 0);
+    hold_send = true;
+    hangup_seen = false;
+    struct operator op = {NULL, NULL, ANSWER, 0, 0, ""};
+    int rv = auth("pg-dies", &op);
+    hold_send = false;
+    sigprocmask(SIG_SETMASK, &mask, NULL);
+    sigaction(SIGPIPE, &old, NULL);
+    assert_true(hangup_seen); /* the helper had gone when the module wrote */
+    assert_int_equal(rv, PAM_SERVICE_ERR);
+    assert_logged("cannot run the helper");
+    assert_no_children();
+    unlink(fake);
+}
+
+/*
+ * F5: whoever may replace entries in cache_dir decides which keys the gate
+ * believes.  A cache_dir open to the group, a link, or another account's
+ * is refused (PAM_SERVICE_ERR: a broken setup), even where every file in
+ * it passes, and without a helper (none could help).
+ */
+static void test_cache_dir_trust(void **state)
+{
+    (void)state;
+    char cache[256], real[256], want[512];
+    struct operator op = {NULL, NULL, ANSWER, 0, 0, ""};
+    signed_in();
+    snprintf(cache, sizeof(cache), "%s/cache", work);
+    service_with("pg-cache", conf, "/nonexistent/helper", "");
+    assert_int_equal(run("pg-cache", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+
+    assert_int_equal(chmod(cache, 0770), 0);
+    int rv = run("pg-cache", &op, 0, PAMTEST_ACCOUNT, NULL);
+    assert_int_equal(chmod(cache, 0700), 0);
+    assert_int_equal(rv, PAM_SERVICE_ERR);
+    snprintf(want, sizeof(want),
+             "cache_dir %s: must not be writable by group or others (mode 0770)", cache);
+    assert_logged(want);
+
+    snprintf(real, sizeof(real), "%s/cache.real", work);
+    assert_int_equal(rename(cache, real), 0);
+    assert_int_equal(symlink(real, cache), 0);
+    rv = run("pg-cache", &op, 0, PAMTEST_ACCOUNT, NULL);
+    assert_int_equal(unlink(cache), 0);
+    assert_int_equal(rename(real, cache), 0);
+    assert_int_equal(rv, PAM_SERVICE_ERR);
+    snprintf(want, sizeof(want), "cache_dir %s: is a symbolic link", cache);
+    assert_logged(want);
+
+    if (geteuid() == 0) { /* (helper_user is root here) */
+        assert_int_equal(chown(cache, 65534, 65534), 0);
+        rv = run("pg-cache", &op, 0, PAMTEST_ACCOUNT, NULL);
+        assert_int_equal(chown(cache, 0, 0), 0);
+        assert_int_equal(rv, PAM_SERVICE_ERR);
+        assert_logged("must be owned by root (owner uid 65534)");
+    }
+    assert_int_equal(run("pg-cache", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+    assert_int_equal(op.calls, 0);
+    assert_no_children();
+}
+
+/*
+ * A4: the helper account writes the store and the key cache the module
+ * believes, so the module does not gate that account (under sudo it would
+ * grant root to whoever holds it).  As root only: otherwise the helper
+ * runs as the caller.
+ */
+static void test_helper_user_not_gated(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char self_conf[256];
+    snprintf(self_conf, sizeof(self_conf), "%s/self.conf", work);
+    write_conf_for(self_conf, "nobody", "");
+    service_with("pg-self", self_conf, helper, "reauth prompt=info");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for("nobody", "pg-self", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SERVICE_ERR);
+    assert_int_equal(op.calls, 0);
+    assert_logged("helper_user nobody is the account 'nobody' being authenticated");
+    assert_no_children();
+}
+
 static void test_account_alone(void **state)
 {
     (void)state;
@@ -745,69 +1111,222 @@ static void test_account_alone(void **state)
     assert_int_equal(r, PAMTEST_ERR_OK);
 }
 
+/* A fault run: the service, the account, the operations of the
+ * transaction, and what to do before each run (when set). */
+struct fault_case {
+    const char *svc, *who;
+    enum pamtest_ops ops[2];
+    int nops;
+    void (*before)(long n);
+};
+
+static const char *phase_name(enum pamtest_ops op)
+{
+    return op == PAMTEST_AUTHENTICATE ? "auth" : op == PAMTEST_ACCOUNT ? "account" : "session";
+}
+
+/* A phase that returned PAM_SUCCESS must have its own audit line showing
+ * the operator's verified token (the session phase: the agent enrolled). */
+static bool granted_in_log(const struct fault_case *c, enum pamtest_ops op)
+{
+    char head[128];
+    if (op == PAMTEST_OPEN_SESSION)
+        return strstr(logbuf, "outcome=registered") != NULL;
+    snprintf(head, sizeof(head), "%s service=%s ", phase_name(op), c->svc);
+    for (const char *l = logbuf; (l = strstr(l, head)) != NULL; l++) {
+        const char *end = strchr(l, '\n');
+        size_t len = end ? (size_t)(end - l) : strlen(l);
+        char line[2048];
+        snprintf(line, sizeof(line), "%.*s", (int)len, l);
+        if (strstr(line, "outcome=granted") && strstr(line, oid))
+            return true;
+    }
+    return false;
+}
+
 /*
  * One PAM transaction per call site: the Nth call poolgate's code makes to
  * an allocator, a file or socket function, fork, getpwnam_r or libpam fails
  * (tests/fault/fault.c), for N = 1, 2, ... until a run in which no fault
  * fired.  No run may return PAM_IGNORE, crash, leave a helper behind, or
- * grant access unless the audit line shows the operator's verified token;
- * the run without a fault must grant.  Leaks show in the sanitizer and
- * valgrind runs of this test.  Returns the number of call sites.
+ * have a phase succeed unless its audit line shows the operator's verified
+ * token; the run without a fault must succeed in every phase.  Leaks show
+ * in the sanitizer and valgrind runs of this test.  Returns the number of
+ * call sites.
  */
-static long fault_runs(const char *svc, const struct operator* model)
+static long fault_runs(const struct fault_case *c, const struct operator* model)
 {
     for (long n = 1; n < 5000; n++) {
         char at[32], id[64];
         snprintf(at, sizeof(at), "%ld", n);
-        snprintf(id, sizeof(id), "%s-%ld", svc, n);
+        snprintf(id, sizeof(id), "%s-%ld", c->svc, n);
+        if (c->before)
+            c->before(n);
         setenv("PG_FAULT_AT", at, 1);
         setenv("PG_FAULT_RUN", id, 1);
         unsetenv("PG_FAULT_HIT");
+        /* (The fault may fire in a child, which becomes the agent account:
+         * it reports through a file in a directory anyone may write.) */
+        char hitfile[300];
+        snprintf(hitfile, sizeof(hitfile), "%s/hits/%s", work, id);
+        setenv("PG_FAULT_HITFILE", hitfile, 1);
         loglen = 0;
         logbuf[0] = '\0';
         struct operator op = * model;
-        int r = auth(svc, &op);
-        bool hit = getenv("PG_FAULT_HIT") != NULL;
+        struct pam_testcase t[2];
+        /* libpamtest stops at the first phase that fails: -1 marks those
+         * it did not run. */
+        for (int i = 0; i < c->nops; i++) {
+            t[i] = (struct pam_testcase)pam_test(c->ops[i], PAM_SUCCESS);
+            t[i].op_rv = -1;
+        }
+        _pamtest_conv(c->svc, c->who, model->action ? conv : NULL, &op, t, (size_t)c->nops, NULL);
+        bool hit = getenv("PG_FAULT_HIT") != NULL || access(hitfile, F_OK) == 0, all = true;
         unsetenv("PG_FAULT_AT");
-        if (r == PAM_IGNORE)
-            fail_msg("%s: fault at call %ld: PAM_IGNORE", svc, n);
-        if (r == PAM_SUCCESS && !(strstr(logbuf, "outcome=granted") && strstr(logbuf, oid)))
-            fail_msg("%s: fault at call %ld: PAM_SUCCESS without a verified token:\n%s", svc, n,
-                     logbuf);
+        for (int i = 0; i < c->nops; i++) {
+            int r = t[i].op_rv;
+            if (r == PAM_IGNORE)
+                fail_msg("%s: fault at call %ld: PAM_IGNORE in %s", c->svc, n,
+                         phase_name(c->ops[i]));
+            if (r == PAM_SUCCESS && !granted_in_log(c, c->ops[i]))
+                fail_msg("%s: fault at call %ld: %s PAM_SUCCESS without a verified token:\n%s",
+                         c->svc, n, phase_name(c->ops[i]), logbuf);
+            all = all && r == PAM_SUCCESS;
+        }
         assert_no_children();
         if (!hit) {
-            if (r != PAM_SUCCESS)
-                fail_msg("%s: without a fault the module returned %d", svc, r);
+            if (!all)
+                fail_msg("%s: without a fault a phase failed:\n%s", c->svc, logbuf);
             return n - 1;
         }
     }
-    fail_msg("%s: the fault never stopped firing", svc);
+    fail_msg("%s: the fault never stopped firing", c->svc);
     return -1;
+}
+
+/* The session phase's registration, for a new agent each run: its own
+ * directory (the agent account's) and name; the pool never saw it. */
+static char fault_agent_dir[512];
+static uid_t fault_agent_uid;
+static gid_t fault_agent_gid;
+
+static void fresh_agent(long n)
+{
+    char extra[1024];
+    snprintf(fault_agent_dir, sizeof(fault_agent_dir), "%s/fault-agent-%ld", work, n);
+    assert_int_equal(mkdir(fault_agent_dir, 0755), 0);
+    if (geteuid() == 0)
+        assert_int_equal(chown(fault_agent_dir, fault_agent_uid, fault_agent_gid), 0);
+    snprintf(extra, sizeof(extra),
+             "organization_url = %s\npool = Build Hosts\nagent_dir = %s\n"
+             "agent_name = fault-agent-%ld\nagent_version = 4.248.0\n",
+             getenv("PG_DEVOPS_ORG"), fault_agent_dir, n);
+    write_conf(conf, extra);
+}
+
+/* After a session run: the agent's files all there or none, nothing else. */
+static void agent_files_whole(const char *svc, long n)
+{
+    static const char *const names[] = {".agent", ".credentials", ".credentials_rsaparams"};
+    char path[700];
+    struct stat st;
+    int present = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", fault_agent_dir, names[i]);
+        present += lstat(path, &st) == 0;
+    }
+    DIR *d = opendir(fault_agent_dir);
+    int entries = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        entries += e->d_name[0] != '.' || strstr(e->d_name, ".poolgate-");
+    if (d)
+        closedir(d);
+    if ((present != 0 && present != 3) || entries != 0)
+        fail_msg("%s: fault at call %ld: the agent's files are half there (%d of 3, %d others)",
+                 svc, n, present, entries);
+}
+
+static long session_fault_runs(const struct fault_case *c, const struct operator* model)
+{
+    long sites = fault_runs(c, model);
+    for (long n = 1; n <= sites + 1; n++) {
+        snprintf(fault_agent_dir, sizeof(fault_agent_dir), "%s/fault-agent-%ld", work, n);
+        agent_files_whole(c->svc, n);
+    }
+    return sites;
 }
 
 static void test_faults(void **state)
 {
     (void)state;
-    char lines[1024], path[512];
+    char lines[2048], path[512];
+    const struct operator fast_op = {NULL, NULL, ANSWER, 0, 0, ""};
     signed_in();
+    snprintf(path, sizeof(path), "%s/hits", work);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(chmod(path, 0777), 0);
     snprintf(path, sizeof(path), "%s/pg-fault-fast", svcdir);
-    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=/nonexistent/helper\n",
+    snprintf(lines, sizeof(lines),
+             "auth required %s config=%s helper=/nonexistent/helper\n"
+             "account required %s config=%s helper=/nonexistent/helper\n",
+             fault_module, conf, fault_module, conf);
+    write_file(path, 0644, lines);
+    long fast = fault_runs(
+        &(struct fault_case){
+            "pg-fault-fast", user, {PAMTEST_AUTHENTICATE, PAMTEST_ACCOUNT}, 2, NULL},
+        &fast_op);
+    /* sshd with a public key: the account phase alone, from the stored set. */
+    snprintf(path, sizeof(path), "%s/pg-fault-account", svcdir);
+    snprintf(lines, sizeof(lines), "account required %s config=%s helper=/nonexistent/helper\n",
              fault_module, conf);
     write_file(path, 0644, lines);
-    long fast = fault_runs("pg-fault-fast", &(struct operator){NULL, NULL, ANSWER, 0, 0, ""});
+    long account = fault_runs(
+        &(struct fault_case){"pg-fault-account", user, {PAMTEST_ACCOUNT}, 1, NULL}, &fast_op);
     snprintf(path, sizeof(path), "%s/pg-fault-signin", svcdir);
     snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth prompt=info\n",
              fault_module, conf, helper);
     write_file(path, 0644, lines);
     long signin =
-        fault_runs("pg-fault-signin", &(struct operator){"approve", role, ANSWER, 0, 0, ""});
-    printf("fault injection: %ld call sites on the fast path, %ld on the sign-in path\n", fast,
-           signin);
-    assert_true(fast > 10 && signin > fast);
+        fault_runs(&(struct fault_case){"pg-fault-signin", user, {PAMTEST_AUTHENTICATE}, 1, NULL},
+                   &(struct operator){"approve", role, ANSWER, 0, 0, ""});
+    /* The session phase enrolls the agent (as root, for nobody, whose
+     * directory it is), after an auth from the agent's stored set. */
+    const struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : getpwuid(getuid());
+    assert_non_null(pw);
+    char agent[64];
+    snprintf(agent, sizeof(agent), "%s", pw->pw_name);
+    fault_agent_uid = pw->pw_uid;
+    fault_agent_gid = pw->pw_gid;
+    if (geteuid() == 0)
+        assert_int_equal(chmod(work, 0711), 0);
+    service("pg-fault-login", "auth required MOD reauth prompt=info\n");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for(agent, "pg-fault-login", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+    snprintf(path, sizeof(path), "%s/pg-fault-session", svcdir);
+    snprintf(lines, sizeof(lines),
+             "auth required %s config=%s helper=%s\nsession required %s config=%s helper=%s "
+             "register\n",
+             fault_module, conf, helper, fault_module, conf, helper);
+    write_file(path, 0644, lines);
+    long session =
+        session_fault_runs(&(struct fault_case){"pg-fault-session",
+                                                agent,
+                                                {PAMTEST_AUTHENTICATE, PAMTEST_OPEN_SESSION},
+                                                2,
+                                                fresh_agent},
+                           &fast_op);
+    write_conf(conf, "");
+    printf("fault injection: %ld call sites on the fast path (auth and account), %ld in account "
+           "alone, %ld on the sign-in path, %ld with the session's registration\n",
+           fast, account, signin, session);
+    assert_true(account > 5 && fast > account && signin > 10 && session > account);
 }
 
 int main(int argc, char **argv)
 {
+    /* Started by the module as its helper (test_helper_hygiene). */
+    if (argc == 1 && strcmp(argv[0], "poolgate-helper") == 0)
+        return report_as_helper();
     control = getenv("PG_IDP_CONTROL");
     ca = getenv("PG_TEST_CA");
     /* pam_wrapper copied PAM_WRAPPER_SERVICE_DIR here at start-up; the
@@ -827,6 +1346,10 @@ int main(int argc, char **argv)
     module = argv[1];
     helper = argv[2];
     snprintf(user, sizeof(user), "%s", getpwuid(getuid())->pw_name);
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return 2;
+    self[n] = '\0';
     snprintf(svcdir, sizeof(svcdir), "%s", runtime);
     snprintf(work, sizeof(work), "/tmp/pg-pam-XXXXXX");
     if (!mkdtemp(work))
@@ -866,6 +1389,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
         cmocka_unit_test_setup(test_helper_bounded, setup),
+        cmocka_unit_test_setup(test_helper_hygiene, setup),
+        cmocka_unit_test_setup(test_helper_dies_first, setup),
+        cmocka_unit_test_setup(test_helper_account, setup),
+        cmocka_unit_test_setup(test_cache_dir_trust, setup),
+        cmocka_unit_test_setup(test_helper_user_not_gated, setup),
         cmocka_unit_test_setup(test_faults, setup),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -147,7 +147,9 @@ struct pg_config {
  * by root; when the calling process is not root, a file owned by the
  * caller is accepted too (development and tests).  Any syntax error,
  * unknown or repeated key, or invalid value fails with PG_ERR_CONFIG and a
- * message of the form "FILE:LINE: what was wrong".
+ * message of the form "FILE:LINE: what was wrong".  The ca_file it names
+ * must pass the same owner and mode checks (PG_ERR_PERM, or PG_ERR_IO when
+ * it cannot be opened; the message names ca_file).
  */
 int pg_config_load(const char *path, struct pg_config **out, struct pg_error *err);
 
