@@ -620,7 +620,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     struct pg_verify_result res = {0};
     struct pg_enrolled done = {0};
     struct pg_error err = {0};
-    struct passwd pw;
+    struct passwd pw = {0};
     char buf[4096];
     int r = user_parse_args(cmd, argc, argv,
                             reg ? OPT_REPLACE | OPT_UNATTENDED | OPT_IF_NOT_REGISTERED : 0, &a);
