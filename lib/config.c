@@ -604,8 +604,9 @@ static int read_all(int fd, char *buf, size_t cap, size_t *len)
  * That costs the module one open and fstat per PAM call, next to reading
  * this file, the stored set and the key cache; in return a loose ca_file
  * fails every login instead of going unnoticed until someone uses it.
- * libcurl opens the file again by name, so the check holds as long as the
- * directories above it are root's (parent directories are not checked).
+ * libcurl opens the file again by name: the check holds because the
+ * directories above it are checked too (pg_open_trusted_path()), so only
+ * root (or the caller, when not root) can replace it in between.
  */
 static int check_ca_file(const struct pg_config *cfg, struct pg_error *err)
 {
@@ -614,7 +615,7 @@ static int check_ca_file(const struct pg_config *cfg, struct pg_error *err)
     if (!cfg->ca_file)
         return 0;
     snprintf(what, sizeof(what), "%s: ca_file %s", cfg->path, cfg->ca_file);
-    int r = pg_open_trusted(cfg->ca_file, false, geteuid(), what, &fd, err);
+    int r = pg_open_trusted_path(cfg->ca_file, geteuid(), what, &fd, err);
     if (r == 0)
         close(fd);
     return r;
@@ -625,7 +626,7 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
     if (!path || !out)
         return pg_fail(err, PG_ERR_ARG, "invalid arguments");
     int fd = -1;
-    int r = pg_open_trusted(path, false, geteuid(), path, &fd, err);
+    int r = pg_open_trusted_path(path, geteuid(), path, &fd, err);
     if (r < 0)
         return r;
 

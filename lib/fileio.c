@@ -4,12 +4,16 @@
  * MUST: reach files only by openat() with O_NOFOLLOW from a descriptor the
  * caller has checked (or, for the few paths the configuration names, by
  * pg_open_trusted(): O_NOFOLLOW, then type, owner and mode checked on the
- * descriptor); refuse anything but a private regular file of its expected
- * owner (the helper account); never leave a torn file behind.
+ * descriptor, and for the configuration and ca_file pg_open_trusted_path():
+ * every directory above checked the same way first); refuse anything but
+ * a private regular file of its expected owner (the helper account); never
+ * leave a torn file behind.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -36,14 +40,17 @@ static int check_trusted(const struct stat *st, bool dir, uid_t owner, const cha
                    (unsigned)owner, (unsigned)st->st_uid);
 }
 
-int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, int *fd,
-                    struct pg_error *err)
+/* Open `name` in `dirfd` (AT_FDCWD: `path` itself) under the rule of
+ * pg_open_trusted(). */
+static int open_trusted_at(int dirfd, const char *name, bool dir, uid_t owner, const char *what,
+                           int *fd, struct pg_error *err)
 {
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (dir ? O_DIRECTORY : 0);
-    int f = open(path, flags), e = errno;
+    int f = openat(dirfd, name, flags), e = errno;
     struct stat st;
     /* (With O_DIRECTORY, a link in the last component is ENOTDIR, not ELOOP.) */
-    if (f < 0 && e == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+    if (f < 0 && e == ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode))
         e = ELOOP;
     if (f < 0 && e == ELOOP)
         return pg_fail(err, PG_ERR_PERM, "%s: is a symbolic link", what);
@@ -59,6 +66,105 @@ int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, i
     }
     *fd = f;
     return 0;
+}
+
+int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, int *fd,
+                    struct pg_error *err)
+{
+    return open_trusted_at(AT_FDCWD, path, dir, owner, what, fd, err);
+}
+
+/*
+ * The directory rule of pg_open_trusted_path(), on one directory's stat:
+ * root's or `owner`'s, and not writable by group or others unless it is
+ * root's and sticky (others may add entries there, but not rename or
+ * remove ones they do not own).
+ */
+static int check_parent(const struct stat *st, uid_t owner, const char *dir, const char *what,
+                        struct pg_error *err)
+{
+    char name[PG_ERROR_MAX];
+    /* The directory alone when `what` is the path itself, else "what: dir". */
+    snprintf(name, sizeof(name), "%s%s%s", what ? what : "", what ? ": " : "", dir);
+    if (!S_ISDIR(st->st_mode))
+        return pg_fail(err, PG_ERR_PERM, "%s: not a directory", name);
+    if (st->st_uid != 0 && st->st_uid != owner && owner == 0)
+        return pg_fail(err, PG_ERR_PERM, "%s: must be owned by root (owner uid %u)", name,
+                       (unsigned)st->st_uid);
+    if (st->st_uid != 0 && st->st_uid != owner)
+        return pg_fail(err, PG_ERR_PERM, "%s: must be owned by root or uid %u (owner uid %u)", name,
+                       (unsigned)owner, (unsigned)st->st_uid);
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_uid == 0 && (st->st_mode & S_ISVTX)))
+        return pg_fail(err, PG_ERR_PERM, "%s: must not be writable by group or others (mode %04o)",
+                       name, (unsigned)(st->st_mode & 07777));
+    return 0;
+}
+
+/* One step of the walk: open `name` below *dirfd (NULL: "/"), check it as
+ * `dir`, and make it the new *dirfd. */
+static int walk_step(int *dirfd, const char *name, const char *dir, uid_t owner, const char *prefix,
+                     struct pg_error *err)
+{
+    int d = name ? openat(*dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                 : open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    /* (A component that became a link or a file since realpath: PERM.) */
+    int e = d < 0 || fstat(d, &st) < 0 ? errno : 0;
+    int r = e ? pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
+                        prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e))
+              : check_parent(&st, owner, dir, prefix, err);
+    if (*dirfd >= 0)
+        close(*dirfd);
+    *dirfd = d;
+    return r;
+}
+
+/*
+ * OpenSSH's safe_path(), done on descriptors.  The parent is resolved once
+ * with realpath() (links in the directories are allowed; what counts is
+ * where they lead), then walked down from "/": each component is opened
+ * with O_PATH|O_NOFOLLOW relative to the descriptor of the directory above
+ * it, which was checked first, and is checked with fstat on its own
+ * descriptor; the file is finally opened relative to the last of them.
+ * Why this is race-free: a checked directory can be changed only by root
+ * or `owner` (or, sticky, its entries only by their owners), so nobody
+ * else can swap a component below it after the check; a swap before the
+ * walk reaches it makes O_NOFOLLOW or the check fail, never a pass.  The
+ * descriptors, not the names, carry the result from one step to the next.
+ */
+int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd,
+                         struct pg_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *parent = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *real = parent ? realpath(parent, NULL) : NULL;
+    int e = errno, r = 0, dirfd = -1;
+    const char *prefix = strcmp(what, path) == 0 ? NULL : what;
+    bool nomem = !parent;
+    free(parent);
+    if (!real)
+        return nomem ? pg_fail(err, PG_ERR_NOMEM, "out of memory")
+                     : pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(e));
+    if (!*base)
+        r = pg_fail(err, PG_ERR_PERM, "%s: not a regular file", what);
+    /* real is absolute and free of links, ".", ".." and repeated slashes;
+     * while a component is checked, real is cut after it, to name it. */
+    if (r == 0)
+        r = walk_step(&dirfd, NULL, "/", owner, prefix, err);
+    for (char *p = real + 1; r == 0 && *p;) {
+        char *end = strchrnul(p, '/'), save = *end;
+        *end = '\0';
+        r = walk_step(&dirfd, p, real, owner, prefix, err);
+        *end = save;
+        p = save ? end + 1 : end;
+    }
+    free(real);
+    if (r == 0)
+        r = open_trusted_at(dirfd, base, false, owner, what, fd, err);
+    if (dirfd >= 0)
+        close(dirfd);
+    return r;
 }
 
 static int open_private(int dirfd, const char *name, const char *what, size_t max, uid_t owner,

@@ -22,6 +22,18 @@ int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, i
                     struct pg_error *err);
 
 /*
+ * pg_open_trusted() for a regular file whose every directory, from its
+ * parent up to "/" (links in them resolved), is checked too, as OpenSSH
+ * checks its files: owned by root or by `owner`, and not writable by group
+ * or others unless root's and sticky (/tmp).  The file is opened relative
+ * to the checked parent.  Messages name the directory (after `what` and
+ * ": " when `what` is not `path` itself).  The rule of the configuration
+ * file and of ca_file.
+ */
+int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd,
+                         struct pg_error *err);
+
+/*
  * Read `name` in `dirfd` (no symbolic links): it must be a regular file
  * owned by `owner` with no group or other permission bits, and
  * at most `max` bytes.  The buffer is NUL-terminated; clear it with

@@ -5,13 +5,20 @@
  * The helper gets one end of a socket pair as its stdin and stdout; writes
  * to it never raise SIGPIPE in the caller (MSG_NOSIGNAL), reads wait on a
  * CLOCK_MONOTONIC deadline, and a helper that overstays is killed and
- * reaped.  No signal handler is installed and no signal disposition of the
- * calling process is changed.
+ * reaped.  No signal handler is installed.  From pg_helper_start() to
+ * pg_helper_stop() SIGCHLD is at its default disposition (as pam_unix does
+ * around unix_chkpwd), so that a host that ignores SIGCHLD (the kernel
+ * would reap the helper and drop its status) or reaps every child from a
+ * handler cannot take the helper from us; pg_helper_stop() restores the
+ * host's disposition.  The process-wide cost: while a helper runs, the
+ * host's own SIGCHLD handler does not run.  Helpers overlapping in time
+ * must be stopped in the reverse order of their start.
  */
 #ifndef PG_SPAWN_H
 #define PG_SPAWN_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,9 +29,12 @@ struct pg_helper {
     const char *path; /* absolute path of poolgate-helper */
     uid_t uid;        /* the account it runs as when the caller is root */
     gid_t gid;
-    int stderr_fd; /* the helper's stderr; -1: /dev/null */
-    pid_t pid;     /* set by pg_helper_start */
-    int fd;        /* our end of the socket pair */
+    int stderr_fd;   /* the helper's stderr; -1: /dev/null */
+    pid_t pid;       /* set by pg_helper_start */
+    int fd;          /* our end of the socket pair */
+    int pidfd;       /* the helper's pidfd, -1 without one (kernel < 5.3) */
+    bool chld_saved; /* chld holds the host's SIGCHLD disposition */
+    struct sigaction chld;
 };
 
 /*
@@ -65,10 +75,13 @@ int pg_helper_call(struct pg_helper *h, enum pg_msg_type type, json_t *request, 
                    json_t **done, struct pg_error *err);
 
 /*
- * Close our end and reap the helper.  With `kill`, or when it has not
- * exited within a grace period, it is killed with SIGKILL first.  Returns
- * the wait status, or -1 when it was reaped by someone else (a host process
- * with SIGCHLD ignored).  Safe to call on a helper that never started.
+ * Close our end, reap the helper and restore the host's SIGCHLD
+ * disposition.  With `kill`, or when it has not exited within a grace
+ * period, it is killed with SIGKILL first (through its pidfd, so that a
+ * pid that someone else reaped and the kernel gave away is never hit).
+ * Returns the wait status, or -1 when it was reaped by someone else (a
+ * host thread waiting for any child).  Safe to call on a helper that never
+ * started (fd -1; pid, pidfd and chld_saved may be left zero).
  */
 int pg_helper_stop(struct pg_helper *h, bool kill);
 

@@ -23,7 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agentfiles.h"
@@ -565,6 +573,138 @@ static void test_write_as_agent_account(void **state)
     pg_agent_files_clear(&f);
 }
 
+/* The process blocked in flock() on the directory `st` names, from
+ * /proc/locks ("N: -> FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ..."); 0 while
+ * there is none. */
+static pid_t lock_waiter(const struct stat *st)
+{
+    FILE *f = fopen("/proc/locks", "r");
+    char line[256];
+    pid_t found = 0;
+    while (f && !found && fgets(line, sizeof(line), f)) {
+        int pid;
+        unsigned maj, min;
+        unsigned long ino;
+        if (sscanf(line, "%*d: -> FLOCK %*s %*s %d %x:%x:%lu", &pid, &maj, &min, &ino) == 4 &&
+            maj == major(st->st_dev) && min == minor(st->st_dev) && ino == st->st_ino)
+            found = pid;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* The line of /proc/PID/FILE that starts with `key`, or "". */
+static void proc_line(pid_t pid, const char *file, const char *key, char *out, size_t n)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    FILE *f = fopen(path, "r");
+    out[0] = '\0';
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, key, strlen(key)) == 0) {
+            snprintf(out, n, "%s", line);
+            break;
+        }
+    if (f)
+        fclose(f);
+}
+
+/* Become the agent account as an ordinary process of it: dumpable, and
+ * allowed core files. */
+static int become_other(void)
+{
+    struct rlimit all = {RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_CORE, &all) < 0 || setgroups(0, NULL) < 0 || setgid(OTHER_UID) < 0 ||
+        setuid(OTHER_UID) < 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+ * The writer child, seen by the agent account: a process of the account
+ * (dumpable, core files allowed) writes its own files; while the child waits
+ * for the directory lock, which this test holds, its core file limit is 0
+ * and the account can neither read its environment nor attach to it,
+ * though it can read the parent's.
+ */
+static void test_writer_child_not_traceable(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    struct pg_agent_files f;
+    struct stat dst;
+    char limit[256] = "", uids[256] = "", ppid[256] = "", want[64];
+    render(golden_key, &SETTINGS, &f);
+    int dir = open(adir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dir >= 0);
+    assert_int_equal(fstat(dir, &dst), 0);
+    assert_int_equal(flock(dir, LOCK_EX), 0);
+
+    pid_t caller = fork();
+    assert_true(caller >= 0);
+    if (caller == 0) {
+        struct pg_error err = {0};
+        if (become_other() < 0)
+            _exit(10);
+        _exit(pg_agent_files_write(adir, OTHER_UID, OTHER_UID, &f, &err) == 0 ? 0 : 11);
+    }
+    pid_t writer = 0;
+    for (int i = 0; i < 2000 && !(writer = lock_waiter(&dst)); i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+
+    int seen = -1;
+    if (writer > 0) {
+        proc_line(writer, "limits", "Max core file size", limit, sizeof(limit));
+        proc_line(writer, "status", "Uid:", uids, sizeof(uids));
+        proc_line(writer, "status", "PPid:", ppid, sizeof(ppid));
+        /* What the agent account can do to the child, and to its parent. */
+        pid_t probe = fork();
+        if (probe == 0) {
+            char env[64];
+            int bits = 0, fd;
+            if (setgroups(0, NULL) < 0 || setgid(OTHER_UID) < 0 || setuid(OTHER_UID) < 0)
+                _exit(100);
+            snprintf(env, sizeof(env), "/proc/%d/environ", (int)writer);
+            if ((fd = open(env, O_RDONLY)) >= 0 || errno != EACCES)
+                bits |= 1;
+            if (fd >= 0)
+                close(fd);
+            if (ptrace(PTRACE_SEIZE, writer, NULL, NULL) == 0 || errno != EPERM)
+                bits |= 2; /* a seized tracee is let go when this process ends */
+            snprintf(env, sizeof(env), "/proc/%d/environ", (int)caller);
+            if ((fd = open(env, O_RDONLY)) < 0)
+                bits |= 4;
+            else
+                close(fd);
+            _exit(bits);
+        }
+        int st = -1;
+        if (probe > 0 && waitpid(probe, &st, 0) == probe && WIFEXITED(st))
+            seen = WEXITSTATUS(st);
+    }
+    assert_int_equal(flock(dir, LOCK_UN), 0);
+    close(dir);
+    int status = -1;
+    assert_int_equal(waitpid(caller, &status, 0), caller);
+
+    assert_true(writer > 0);
+    snprintf(want, sizeof(want), "PPid:\t%d\n", (int)caller);
+    assert_string_equal(ppid, want);
+    snprintf(want, sizeof(want), "Uid:\t%d\t%d\t%d\t%d\n", OTHER_UID, OTHER_UID, OTHER_UID,
+             OTHER_UID);
+    assert_string_equal(uids, want);
+    assert_string_equal(limit,
+                        "Max core file size        0                    0                    "
+                        "bytes     \n");
+    assert_int_equal(seen, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_files_are(adir, &f);
+    pg_agent_files_clear(&f);
+}
+
 /* A write that fails after the first file was written removes what it
  * wrote (a copy of the private key) and leaves the previous files.  The
  * second temporary name is taken by a non-empty directory, which neither
@@ -642,6 +782,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_write_fails_unwritable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_refuses_foreign_dir_and_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_as_agent_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_child_not_traceable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_fails_midway_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
     };

@@ -430,13 +430,86 @@ static void test_ca_file_trust(void **state)
     rmdir(dir);
 }
 
+/* Expect the load of `path` to fail with PG_ERR_PERM and a message that
+ * starts with `start` (the directory, or the configuration and ca_file). */
+static void expect_parent_refused(const char *path, const char *start, const char *phrase)
+{
+    struct pg_config *cfg = (struct pg_config *)0x1;
+    struct pg_error err = {0};
+    int r = pg_config_load(path, &cfg, &err);
+    if (r != PG_ERR_PERM || strncmp(err.msg, start, strlen(start)) != 0 || !strstr(err.msg, phrase))
+        fail_msg("%s: got %d '%s', wanted %d '%s...%s'", path, r, err.msg, PG_ERR_PERM, start,
+                 phrase);
+    assert_ptr_equal(cfg, (struct pg_config *)0x1);
+}
+
+/* Every directory above the configuration and ca_file: root's (or, not as
+ * root, the caller's), not writable by group or others unless root's and
+ * sticky, like /tmp. */
+static void test_parent_trust(void **state)
+{
+    (void)state;
+    char d[128], e[128], conf[160], ca[160], head[512], link[128];
+    strcpy(dir, "/tmp/pg-config-parents-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(d, sizeof(d), "%s/d", dir);
+    snprintf(e, sizeof(e), "%s/d/e", dir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    assert_int_equal(mkdir(e, 0755), 0);
+    strcpy(dir, e);
+    snprintf(conf, sizeof(conf), "%s", write_file("p.conf", 0600));
+    snprintf(ca, sizeof(ca), "%s", write_file("ca.pem", 0644));
+    *strrchr(dir, '/') = '\0';
+    *strrchr(dir, '/') = '\0';
+    expect_load(conf, 0, NULL); /* the normal case, under /tmp (root's, 1777) */
+
+    /* Two levels up from the file, group- or world-writable: refused, named. */
+    assert_int_equal(chmod(d, 0775), 0);
+    expect_parent_refused(conf, d, ": must not be writable by group or others (mode 0775)");
+    assert_int_equal(chmod(d, 0757), 0);
+    expect_parent_refused(conf, d, ": must not be writable by group or others (mode 0757)");
+    /* The same for ca_file, after the configuration's name. */
+    snprintf(head, sizeof(head), "%s: ca_file %s: %s: ", conf_with_ca(ca), ca, d);
+    expect_parent_refused(conf_with_ca(ca), head, "writable by group or others (mode 0757)");
+    /* A link to the file's directory is followed: where it leads counts. */
+    snprintf(link, sizeof(link), "%s/l", dir);
+    assert_int_equal(symlink(e, link), 0);
+    snprintf(head, sizeof(head), "%s/p.conf", link);
+    expect_parent_refused(head, d, "(mode 0757)");
+
+    /* Sticky and world-writable: trusted only when root's. */
+    assert_int_equal(chmod(d, 01777), 0);
+    if (geteuid() == 0)
+        expect_load(conf, 0, NULL);
+    else
+        expect_parent_refused(conf, d, "must not be writable by group or others (mode 1777)");
+    assert_int_equal(chmod(d, 0755), 0);
+    expect_load(conf, 0, NULL);
+    expect_load(head, 0, NULL);
+
+    if (geteuid() == 0) {
+        /* As root, a parent owned by anyone else is refused. */
+        assert_int_equal(chown(d, 65534, 65534), 0);
+        expect_parent_refused(conf, d, ": must be owned by root (owner uid 65534)");
+        assert_int_equal(chown(d, 0, 0), 0);
+    }
+    char p[192];
+    const char *names[] = {"d/e/p.conf", "d/e/ca.pem", "ca.conf", "l", "d/e", "d"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        if (unlink(p) < 0)
+            rmdir(p);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),           cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_syntax_tolerated),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_and_limits), cmocka_unit_test(test_file_trust),
-        cmocka_unit_test(test_ca_file_trust),
+        cmocka_unit_test(test_ca_file_trust),      cmocka_unit_test(test_parent_trust),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -128,6 +129,27 @@ const char *__asan_default_options(void);
 const char *__asan_default_options(void)
 {
     return "verify_asan_link_order=0";
+}
+
+/* ---- the module's clock ---------------------------------------------------- */
+
+/*
+ * The module's time() calls resolve to this definition too: `clock_ahead`
+ * seconds are added to the real time, so a sign-in made a moment ago looks
+ * that much older to the module (the helper, a program of its own, keeps
+ * the real time).
+ */
+static time_t clock_ahead;
+
+time_t time(time_t *t);
+time_t time(time_t *t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t now = ts.tv_sec + clock_ahead;
+    if (t)
+        *t = now;
+    return now;
 }
 
 /* ---- the operator --------------------------------------------------------- */
@@ -601,30 +623,38 @@ static void test_qr_code(void **state)
     assert_null(strstr(plain.text, "\xe2\x96\x88"));
 }
 
+/* The account whose agent the session phase enrolls: poolgate never writes
+ * an agent's files as root, so as root it is nobody.  Its name goes to
+ * agent[64]; with `name`, its directory work/NAME is made (as root, given
+ * to it) and goes to dir, and extra[1024] gets the registration settings
+ * for that directory. */
+static const struct passwd *agent_account(char *agent, const char *name, char *dir, char *extra)
+{
+    const struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : getpwuid(getuid());
+    assert_non_null(pw);
+    snprintf(agent, 64, "%s", pw->pw_name);
+    if (geteuid() == 0)
+        assert_int_equal(chmod(work, 0711), 0);
+    if (!name)
+        return pw;
+    snprintf(dir, 512, "%s/%s", work, name);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    if (geteuid() == 0)
+        assert_int_equal(chown(dir, pw->pw_uid, pw->pw_gid), 0);
+    snprintf(extra, 1024,
+             "organization_url = %s\npool = Build Hosts\nagent_dir = %s\nagent_name = pam-%s\n"
+             "agent_version = 4.248.0\n",
+             getenv("PG_DEVOPS_ORG"), dir, name);
+    return pw;
+}
+
 /* session ... register: the first login enrolls the agent, the next does not. */
 static void test_session_register(void **state)
 {
     (void)state;
-    char extra[1024], dir[512], path[600];
+    char extra[1024], dir[512], path[600], agent[64];
     struct stat st;
-    /* poolgate never writes an agent's files as root: as root, the agent
-     * account is nobody, whose directory it is. */
-    const struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : getpwuid(getuid());
-    assert_non_null(pw);
-    char agent[64];
-    snprintf(agent, sizeof(agent), "%s", pw->pw_name);
-    uid_t agent_uid = pw->pw_uid;
-    gid_t agent_gid = pw->pw_gid;
-    snprintf(dir, sizeof(dir), "%s/agent", work);
-    mkdir(dir, 0755);
-    if (geteuid() == 0) {
-        assert_int_equal(chmod(work, 0711), 0);
-        assert_int_equal(chown(dir, agent_uid, agent_gid), 0);
-    }
-    snprintf(extra, sizeof(extra),
-             "organization_url = %s\npool = Build Hosts\nagent_dir = %s\nagent_name = pam-agent\n"
-             "agent_version = 4.248.0\n",
-             getenv("PG_DEVOPS_ORG"), dir);
+    uid_t agent_uid = agent_account(agent, "agent", dir, extra)->pw_uid;
     write_conf(conf, extra);
     service("pg-session", "auth required MOD reauth prompt=info\nsession required MOD register\n");
     struct operator op = {"approve", role, ANSWER, 0, 0, ""};
@@ -659,6 +689,56 @@ static void test_session_register(void **state)
     assert_non_null(strstr(third.text, "use --replace"));
     assert_logged("outcome=failed");
     assert_int_equal(lstat(path, &st), -1);
+    write_conf(conf, "");
+    assert_no_children();
+}
+
+/* session ... register from a stored sign-in: only one at most 600 seconds
+ * old enrolls, so deleting .agent does not let an old sign-in enroll again. */
+static void test_session_register_needs_fresh_sign_in(void **state)
+{
+    (void)state;
+    char extra[1024], dir[512], path[600], agent[64];
+    struct stat st;
+    const struct passwd *pw = agent_account(agent, "fresh", dir, extra);
+    write_conf(conf, extra);
+    service("pg-signin", "auth required MOD reauth prompt=info\n");
+    service("pg-cached", "auth required MOD\nsession required MOD register\n");
+    snprintf(path, sizeof(path), "%s/.agent", dir);
+
+    /* A sign-in now; the next login, 700 seconds later by the module's
+     * clock, passes auth from the stored set but does not enroll. */
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for(agent, "pg-signin", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+    int session = -1;
+    clock_ahead = 700;
+    int r = run_for(agent, "pg-cached", &none, 0, PAMTEST_OPEN_SESSION, &session);
+    clock_ahead = 0;
+    assert_int_equal(r, PAM_SUCCESS);
+    assert_int_equal(session, PAM_SESSION_ERR);
+    assert_int_equal(none.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(none.text, "the agent was not registered: the sign-in is 70"));
+    assert_non_null(strstr(none.text, "registration needs one made at this login (within 600"));
+    assert_logged("register user=");
+    assert_logged("agent=\"pam-fresh\" agent_id=0 outcome=refused reason=\"the sign-in is 70");
+    assert_null(strstr(logbuf, "outcome=registered"));
+    assert_int_equal(lstat(path, &st), -1);
+    assert_int_equal(errno, ENOENT);
+
+    /* The same stored sign-in at the real time enrolls. */
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator now = {NULL, NULL, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for(agent, "pg-cached", &now, 0, PAMTEST_OPEN_SESSION, &session),
+                     PAM_SUCCESS);
+    assert_int_equal(session, PAM_SUCCESS);
+    assert_logged("agent=\"pam-fresh\"");
+    assert_logged("outcome=registered");
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_uid, pw->pw_uid);
     write_conf(conf, "");
     assert_no_children();
 }
@@ -1291,14 +1371,10 @@ static void test_faults(void **state)
                    &(struct operator){"approve", role, ANSWER, 0, 0, ""});
     /* The session phase enrolls the agent (as root, for nobody, whose
      * directory it is), after an auth from the agent's stored set. */
-    const struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : getpwuid(getuid());
-    assert_non_null(pw);
     char agent[64];
-    snprintf(agent, sizeof(agent), "%s", pw->pw_name);
+    const struct passwd *pw = agent_account(agent, NULL, NULL, NULL);
     fault_agent_uid = pw->pw_uid;
     fault_agent_gid = pw->pw_gid;
-    if (geteuid() == 0)
-        assert_int_equal(chmod(work, 0711), 0);
     service("pg-fault-login", "auth required MOD reauth prompt=info\n");
     struct operator op = {"approve", role, ANSWER, 0, 0, ""};
     assert_int_equal(run_for(agent, "pg-fault-login", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
@@ -1386,6 +1462,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
+        cmocka_unit_test_setup(test_session_register_needs_fresh_sign_in, setup),
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
         cmocka_unit_test_setup(test_helper_bounded, setup),

@@ -686,6 +686,57 @@ static void test_vault_names(void **state)
     assert_non_null(strstr(err.msg, "not a Key Vault secret URI"));
 }
 
+/* DONE's certificates: the names must be those of the configured URIs, in
+ * their order; nothing is written otherwise. */
+static json_t *done_with(const char *first, const char *second, const char *pem)
+{
+    return json_pack("{s:[{s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "certificates", "name", first,
+                     "content_type", "application/x-pem-file", "value", pem, "name", second,
+                     "content_type", "application/x-pem-file", "value", pem);
+}
+
+static void test_vault_write_names(void **state)
+{
+    (void)state;
+    char certs[160], text[1024], path[200];
+    snprintf(certs, sizeof(certs), "%s/certs", dir);
+    assert_int_equal(mkdir(certs, 0755), 0);
+    snprintf(text, sizeof(text),
+             "issuer = %s\nclient_id = " CLIENT "\ncredential = managed_identity\n"
+             "gate_scope = api://poolgate-enroll/.default\n"
+             "keyvault_certificates = https://contoso.vault.azure.net/secrets/web "
+             "https://contoso.vault.azure.net/secrets/api/0123abcd\n"
+             "keyvault_certificate_dir = %s\n",
+             issuer, certs);
+    struct pg_config *cfg = NULL;
+    struct pg_error err = {0};
+    if (pg_config_parse(text, strlen(text), "t.conf", &cfg, &err) != 0)
+        fail_msg("config: %s", err.msg);
+    char *pem = slurp(cert_a);
+    *strstr(pem, "-----BEGIN PRIVATE KEY-----") = '\0'; /* the certificate only */
+    static const char *const wrong[][2] = {
+        {"api", "web"}, {"web", "web"}, {"web", "../api"}, {"Web", "api"}, {"web", "api.pem"}};
+    for (size_t i = 0; i < PG_ARRAY_SIZE(wrong); i++) {
+        json_t *done = done_with(wrong[i][0], wrong[i][1], pem);
+        memset(&err, 0, sizeof(err));
+        if (pg_vault_write(cfg, done, getuid(), getgid(), &err) != PG_ERR_PROTOCOL)
+            fail_msg("%s, %s: accepted (%s)", wrong[i][0], wrong[i][1], err.msg);
+        assert_string_equal(err.msg, "helper protocol: malformed certificate");
+        snprintf(path, sizeof(path), "%s/web.pem", certs);
+        assert_int_equal(access(path, F_OK), -1);
+        json_decref(done);
+    }
+    /* The same answer with the configured names is written. */
+    json_t *done = done_with("web", "api", pem);
+    if (pg_vault_write(cfg, done, getuid(), getgid(), &err) != 0)
+        fail_msg("%s", err.msg);
+    json_decref(done);
+    snprintf(path, sizeof(path), "%s/api.pem", certs);
+    assert_int_equal(access(path, F_OK), 0);
+    free(pem);
+    pg_config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     issuer = getenv("PG_IDP_ISSUER");
@@ -711,6 +762,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_imds),
         cmocka_unit_test(test_vault),
         cmocka_unit_test(test_vault_names),
+        cmocka_unit_test(test_vault_write_names),
     };
     int r = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();

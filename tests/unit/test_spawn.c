@@ -1,0 +1,194 @@
+/*
+ * Starting and stopping the helper (lib/spawn.c) in a host that ignores
+ * SIGCHLD or handles it itself: the helper is still reaped with its
+ * status, the host's disposition is back afterwards, and a helper that is
+ * still running is killed and reaped.
+ *
+ * The stand-in helper is this program: pg_helper_start() runs it as
+ * "poolgate-helper", and main() sends it to stand_in(), which reads the
+ * request and does what its "do" member says.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "spawn.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+static char self[4096];
+
+/* The helper's side: read one request frame, then exit 3 or wait to be killed. */
+static int stand_in(void)
+{
+    char buf[512];
+    size_t n = 0;
+    while (n < sizeof(buf) - 1) {
+        ssize_t r = read(STDIN_FILENO, buf + n, sizeof(buf) - 1 - n);
+        if (r <= 0)
+            return 1;
+        n += (size_t)r;
+        if (n >= 5 && memchr(buf + 5, '}', n - 5))
+            break;
+    }
+    buf[n] = '\0';
+    if (strstr(buf + 5, "\"wait\""))
+        for (;;)
+            pause();
+    return 3;
+}
+
+static void start(struct pg_helper *h, const char *what)
+{
+    struct pg_error err = {0};
+    *h = (struct pg_helper){.path = self, .uid = getuid(), .gid = getgid(), .stderr_fd = -1};
+    json_t *req = json_pack("{s:s}", "do", what);
+    assert_non_null(req);
+    if (pg_helper_start(h, PG_MSG_CHECK, req, &err) != 0)
+        fail_msg("pg_helper_start: %s", err.msg);
+    json_decref(req);
+    assert_true(h->pid > 0);
+    /* While it runs, SIGCHLD is at its default. */
+    struct sigaction now;
+    assert_int_equal(sigaction(SIGCHLD, NULL, &now), 0);
+    assert_ptr_equal(now.sa_handler, SIG_DFL);
+}
+
+static void assert_no_children(void)
+{
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+static void expect_exit_3(int ws)
+{
+    if (!(ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 3))
+        fail_msg("wanted exit status 3, got wait status %d", ws);
+}
+
+/* (a) A host with SIGCHLD ignored: the kernel would reap the helper itself. */
+static void test_sigchld_ignored(void **state)
+{
+    (void)state;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, now;
+    sigemptyset(&ign.sa_mask);
+    assert_int_equal(sigaction(SIGCHLD, &ign, NULL), 0);
+    struct pg_helper h;
+    start(&h, "exit");
+    usleep(100000); /* let it exit while the host "ignores" SIGCHLD */
+    expect_exit_3(pg_helper_stop(&h, false));
+    assert_int_equal(sigaction(SIGCHLD, NULL, &now), 0);
+    assert_ptr_equal(now.sa_handler, SIG_IGN);
+    assert_int_equal(h.pid, -1);
+    assert_int_equal(h.pidfd, -1);
+    assert_no_children();
+    signal(SIGCHLD, SIG_DFL);
+}
+
+static volatile sig_atomic_t handled;
+
+/* A host that reaps every child from its handler. */
+static void reaper(int sig)
+{
+    (void)sig;
+    int e = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        handled++;
+    errno = e;
+}
+
+/* (b) A host with its own SIGCHLD handler gets it back, flags and all. */
+static void test_sigchld_handler(void **state)
+{
+    (void)state;
+    struct sigaction mine = {.sa_handler = reaper, .sa_flags = SA_RESTART}, now;
+    sigemptyset(&mine.sa_mask);
+    sigaddset(&mine.sa_mask, SIGUSR1);
+    assert_int_equal(sigaction(SIGCHLD, &mine, NULL), 0);
+    struct pg_helper h;
+    start(&h, "exit");
+    usleep(100000);
+    expect_exit_3(pg_helper_stop(&h, false));
+    assert_int_equal(handled, 0); /* the host's handler did not take it */
+    assert_int_equal(sigaction(SIGCHLD, NULL, &now), 0);
+    assert_ptr_equal(now.sa_handler, reaper);
+    assert_true(now.sa_flags & SA_RESTART);
+    assert_true(sigismember(&now.sa_mask, SIGUSR1));
+    assert_no_children();
+    signal(SIGCHLD, SIG_DFL);
+}
+
+/* (c) A helper still running is killed and reaped: no zombie, no helper. */
+static void test_stop_running(void **state)
+{
+    (void)state;
+    struct pg_helper h;
+    struct pg_error err = {0};
+    enum pg_msg_type t;
+    json_t *p = NULL;
+    /* Also with SIGCHLD ignored, and at a deadline. */
+    for (int ignored = 0; ignored < 2; ignored++) {
+        signal(SIGCHLD, ignored ? SIG_IGN : SIG_DFL);
+        start(&h, "wait");
+        /* The kill goes through the pidfd (under valgrind, which knows no
+         * pidfd_open, the spawner falls back to the checked pid). */
+        assert_true(h.pidfd >= 0 || RUNNING_ON_VALGRIND);
+        pid_t pid = h.pid;
+        assert_int_equal(pg_helper_event(&h, pg_monotonic_ms() + 200, &t, &p, &err), PG_ERR_DENIED);
+        int ws = pg_helper_stop(&h, true);
+        if (!(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL))
+            fail_msg("wanted SIGKILL, got wait status %d", ws);
+        assert_int_equal(kill(pid, 0), -1);
+        assert_no_children();
+        assert_ptr_equal(signal(SIGCHLD, SIG_DFL), ignored ? SIG_IGN : SIG_DFL);
+    }
+}
+
+/* A helper someone else reaped is not signalled or waited for again. */
+static void test_reaped_elsewhere(void **state)
+{
+    (void)state;
+    struct pg_helper h, never = {.fd = -1};
+    int fd0 = fcntl(STDIN_FILENO, F_GETFD);
+    start(&h, "wait");
+    assert_int_equal(kill(h.pid, SIGKILL), 0);
+    assert_int_equal(waitpid(h.pid, NULL, 0), h.pid); /* a host thread's wait(-1) */
+    assert_int_equal(pg_helper_stop(&h, true), -1);
+    assert_no_children();
+    /* Never started (fd -1, the rest zero, as the module keeps it): nothing to
+     * close, kill or restore. */
+    assert_int_equal(pg_helper_stop(&never, true), -1);
+    assert_int_equal(fcntl(STDIN_FILENO, F_GETFD), fd0);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    if (strcmp(argv[0], "poolgate-helper") == 0)
+        return stand_in();
+    if (!realpath(argv[0], self))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigchld_ignored),
+        cmocka_unit_test(test_sigchld_handler),
+        cmocka_unit_test(test_stop_running),
+        cmocka_unit_test(test_reaped_elsewhere),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
