@@ -108,11 +108,15 @@ static int walk_step(int *dirfd, const char *name, const char *dir, uid_t owner,
     int d = name ? openat(*dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                  : open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
-    /* (A component that became a link or a file since realpath: PERM.) */
-    int e = d < 0 || fstat(d, &st) < 0 ? errno : 0;
-    int r = e ? pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
-                        prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e))
-              : check_parent(&st, owner, dir, prefix, err);
+    int r;
+    if (d >= 0 && fstat(d, &st) == 0) {
+        r = check_parent(&st, owner, dir, prefix, err);
+    } else {
+        /* (A component that became a link or a file since realpath: PERM.) */
+        int e = errno;
+        r = pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
+                    prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e));
+    }
     if (*dirfd >= 0)
         close(*dirfd);
     *dirfd = d;

@@ -538,12 +538,18 @@ def pam(env, check, args):
     rt = env.stored()["refresh_token"]
     client.token(grant_type="refresh_token", client_id=CLIENT_RS, refresh_token=rt)
     client.token(grant_type="refresh_token", client_id=CLIENT_RS, refresh_token=rt)  # revokes
-    wait_expired(env.stored()["id_token"])
+    before = env.stored()["id_token"]
+    wait_expired(before)
     rc, out, err = env.run("status", conf=conf)
     trace("status with a dead refresh token", err)
+    # (What the store held before and after, for a failure's report: the
+    # store must not change here, as nothing of poolgate's runs.)
+    after = jwt_part(env.stored()["id_token"], 1)
     check("status with an expired token and a dead refresh token: exit 1, clear message",
           rc == 1 and "invalid token: expired" in err and "Traceback" not in err and
-          len(err.strip().splitlines()) <= 3, f"{rc} {err!r}")
+          len(err.strip().splitlines()) <= 3,
+          f"{rc} {err!r}; now {time.time():.1f}, stored exp before {jwt_part(before, 1)['exp']}"
+          f" after {after['exp']} (iat {after.get('iat')})")
     rc, out, err = env.login(USER, conf=conf)
     check("poolgate login after the provider refused the refresh token", rc == 0,
           f"{rc} {err!r}")
