@@ -245,8 +245,12 @@ class Pam:
 
 
 def wait_expired(token, skew=0):
-    """Sleep until the token's exp (plus skew) has passed."""
-    left = jwt_part(token, 1)["exp"] + skew + 1 - time.time()
+    """Sleep until the token's exp (plus skew) has passed for poolgate too.
+    poolgate compares with time(), whose vDSO clock is the coarse one: it
+    can still read the old second a tick after Python's clock has turned,
+    so waking exactly at exp + 1 races the check (the id_token passes auth
+    and fails account a few milliseconds later).  Hence the margin."""
+    left = jwt_part(token, 1)["exp"] + skew + 1.3 - time.time()
     if left > 60:
         raise RuntimeError(f"the token expires in {left:.0f} s; a short-lived one was expected")
     if left > 0:
