@@ -256,8 +256,10 @@ static void check_pam(struct doctor *d)
 {
     DIR *dir = opendir(d->o->pam_dir);
     int found = 0;
+    /* A service that cannot be read is a stack that cannot be checked. */
     if (!dir) {
-        say(d, "warn", "pam: %s: %s", d->o->pam_dir, strerror(errno));
+        say(d, "fail", "pam: %s: %s: the PAM services cannot be checked", d->o->pam_dir,
+            strerror(errno));
         return;
     }
     for (struct dirent *e; (e = readdir(dir));) {
@@ -266,6 +268,8 @@ static void check_pam(struct doctor *d)
             continue;
         snprintf(path, sizeof(path), "%s/%s", d->o->pam_dir, e->d_name);
         FILE *f = fopen(path, "re");
+        if (!f)
+            say(d, "fail", "pam: %s: %s: this service cannot be checked", path, strerror(errno));
         while (f && fgets(line, sizeof(line), f)) {
             line[strcspn(line, "\n")] = '\0';
             const char *s = line + strspn(line, " \t");

@@ -6,6 +6,7 @@
  */
 #include "fault.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <poll.h>
@@ -40,6 +41,9 @@ WRAP(int, flock, (int fd, int op), (fd, op), FAIL(ENOLCK, -1))
 WRAP(int, fchown, (int fd, uid_t uid, gid_t gid), (fd, uid, gid), FAIL(EIO, -1))
 WRAP(int, fchmod, (int fd, mode_t mode), (fd, mode), FAIL(EIO, -1))
 WRAP(int, poll, (struct pollfd * fds, nfds_t n, int timeout), (fds, n, timeout), FAIL(ENOMEM, -1))
+/* (Built with 64-bit file offsets, stdio.h names fopen64 for fopen.) */
+WRAP(FILE *, fopen64, (const char *path, const char *mode), (path, mode), FAIL(ENOMEM, NULL))
+WRAP(DIR *, opendir, (const char *path), (path), FAIL(ENOMEM, NULL))
 WRAP(int, getpwuid_r, (uid_t uid, struct passwd *pw, char *buf, size_t n, struct passwd **out),
      (uid, pw, buf, n, out), (*out = NULL, ENOMEM))
 
