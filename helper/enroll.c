@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "devops.h"
+#include "gate.h"
 #include "device.h"
 #include "helper.h"
 #include "internal.h"
@@ -36,6 +37,8 @@ static int devops_token(struct request *q, char **token)
         goto out;
     if ((r = pg_store_read(dir, geteuid(), &set, &q->err)) == 0 && !set.refresh_token)
         r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored; sign in again");
+    if (r == 0)
+        r = pg_sign_in_fresh(q->cfg, &set, (int64_t)time(NULL), &q->err);
     if (r == 0 && (r = verify_gate(q, &set, &unknown_kid)) < 0 && r != PG_ERR_TOKEN && !unknown_kid)
         r = pg_fail(&q->err, r, "the stored sign-in cannot be checked: %s", q->err.msg);
     if (r == 0 && asprintf(&scope, "%s offline_access", q->cfg->devops_scope) < 0)

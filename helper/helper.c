@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "device.h"
@@ -278,6 +279,7 @@ static int do_login(struct request *q)
             d.device_authorization_endpoint, d.token_endpoint, q->cfg->client_id, q->cfg->scope,
             q->cfg->login_timeout,           q->cfg->resource};
         r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, q, &ts, &q->err);
+        ts.signed_in_at = ts.stored_at; /* a person has just signed in */
         /* Only a set whose gate token meets the policy replaces the stored one. */
         bool unknown_kid = false;
         if (r == 0)
@@ -318,11 +320,14 @@ static int do_refresh(struct request *q)
     if ((r = pg_store_read(dir, geteuid(), &old, &q->err)) == 0 && !old.refresh_token)
         r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
     if (r == 0)
+        r = pg_sign_in_fresh(q->cfg, &old, (int64_t)time(NULL), &q->err);
+    if (r == 0)
         r = pg_refresh(&q->http, d.token_endpoint, q->cfg->client_id, old.refresh_token,
                        q->cfg->scope, q->cfg->resource, &pg_system_clock, &fresh, &q->err);
     /* Keep the old refresh token only when the provider did not rotate it. */
     if (r == 0 && !fresh.refresh_token)
         fresh.refresh_token = TAKE_PTR(old.refresh_token);
+    fresh.signed_in_at = old.signed_in_at; /* a refresh is no sign-in */
     if (r == 0)
         r = pg_store_write(dir, &fresh, &q->err);
     pg_store_unlock(lock);

@@ -77,6 +77,7 @@ static const struct key keys[] = {
     {"algorithms", K_ALGS, F(algorithms), 0, 0, NULL},
     {"clock_skew", K_NUMBER, F(clock_skew), 0, 600, NULL},
     {"max_age", K_NUMBER, F(max_age), 1, 31536000, NULL},
+    {"sign_in_max_age", K_NUMBER, F(sign_in_max_age), 60, 31536000, NULL},
     {"login_timeout", K_NUMBER, F(login_timeout), 30, 3600, NULL},
     {"prompt", K_ENUM, F(prompt), 0, 0, prompt_names},
     {"qr", K_ENUM, F(qr), 0, 0, qr_names},
@@ -447,6 +448,7 @@ static int set_defaults(struct pg_config *cfg)
     cfg->algorithms = PG_ALG_RS256;
     cfg->clock_skew = 120;
     cfg->max_age = -1;
+    cfg->sign_in_max_age = -1;
     cfg->login_timeout = 300;
     return 0;
 }

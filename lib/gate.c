@@ -34,12 +34,31 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
     if (!*gate)
         r = pg_fail(err, PG_ERR_IO, "the stored set has no %s",
                     access ? "access_token" : "id_token");
+    else if (pg_sign_in_fresh(cfg, &ts, (int64_t)time(NULL), err) < 0)
+        r = PG_ERR_IO; /* as good as nothing stored: a sign-in follows */
     else {
         *has_refresh = ts.refresh_token != NULL;
         *token = TAKE_PTR(*gate);
     }
     pg_tokenset_clear(&ts);
     return r;
+}
+
+int pg_sign_in_fresh(const struct pg_config *cfg, const struct pg_tokenset *ts, int64_t now,
+                     struct pg_error *err)
+{
+    if (cfg->sign_in_max_age < 0)
+        return 0;
+    if (ts->signed_in_at <= 0)
+        return pg_fail(err, PG_ERR_DENIED,
+                       "the stored sign-in is of unknown age and sign_in_max_age is set: "
+                       "sign in again");
+    if (now - ts->signed_in_at > cfg->sign_in_max_age)
+        return pg_fail(err, PG_ERR_DENIED,
+                       "the stored sign-in is %lld seconds old, past sign_in_max_age %ld: "
+                       "sign in again",
+                       (long long)(now - ts->signed_in_at), cfg->sign_in_max_age);
+    return 0;
 }
 
 /*

@@ -23,9 +23,19 @@ enum pg_gate_keys {
 
 /* The gate token (id_token or access_token, per `validate`) of the set
  * stored for uid, as a copy to release with pg_free_secret(); *has_refresh
- * tells whether a refresh token is stored too.  PG_ERR_IO when none. */
+ * tells whether a refresh token is stored too.  PG_ERR_IO when none, and
+ * when the sign-in behind the set is older than sign_in_max_age. */
 int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **token,
                    bool *has_refresh, struct pg_error *err);
+
+struct pg_tokenset;
+
+/* PG_ERR_DENIED, with what to do, when sign_in_max_age is set and the
+ * device sign-in behind `ts` is older than that at `now` (or of unknown
+ * age: a set stored before poolgate recorded it).  Neither the gate nor
+ * the helper's refresh accepts such a set: only a new sign-in renews it. */
+int pg_sign_in_fresh(const struct pg_config *cfg, const struct pg_tokenset *ts, int64_t now,
+                     struct pg_error *err);
 
 /*
  * Verify `token` with the cached key set (files owned by `owner`) at `now`

@@ -118,6 +118,7 @@ static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struc
     if (r == 0) {
         ts->expires_at = json_integer_value(json_object_get(doc, "expires_at"));
         ts->stored_at = json_integer_value(json_object_get(doc, "stored_at"));
+        ts->signed_in_at = json_integer_value(json_object_get(doc, "signed_in_at"));
     }
     json_decref(doc);
     return r;
@@ -165,6 +166,8 @@ static char *serialize(const struct pg_tokenset *ts)
     json_object_set_new(o, "expires_at", json_integer(ts->expires_at));
     json_object_set_new(o, "stored_at",
                         json_integer(ts->stored_at ? ts->stored_at : (int64_t)time(NULL)));
+    if (ts->signed_in_at)
+        json_object_set_new(o, "signed_in_at", json_integer(ts->signed_in_at));
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     /* jansson's copies of the strings are freed without clearing; keep the
      * window short and never let them reach a log. */

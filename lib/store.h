@@ -26,6 +26,9 @@ struct pg_tokenset {
     char *scope;
     int64_t expires_at; /* access token expiry, epoch seconds; 0 unknown */
     int64_t stored_at;  /* when the set was written, epoch seconds */
+    /* When the person behind it signed in (the device-code sign-in that
+     * began this chain of refreshes), epoch seconds; 0 unknown. */
+    int64_t signed_in_at;
 };
 
 /* Clear every secret and free; leaves an empty set. */

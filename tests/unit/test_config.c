@@ -62,6 +62,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->algorithms, PG_ALG_RS256);
     assert_int_equal(c->clock_skew, 120);
     assert_int_equal(c->max_age, -1);
+    assert_int_equal(c->sign_in_max_age, -1);
     assert_int_equal(c->login_timeout, 300);
     assert_int_equal(c->prompt, PG_PROMPT_AUTO);
     assert_int_equal(c->qr, PG_QR_AUTO);
@@ -105,6 +106,7 @@ static void test_every_key(void **state)
                      "algorithms = RS256 ES256,PS512\n"
                      "clock_skew = 0\n"
                      "max_age = 600\n"
+                     "sign_in_max_age = 86400\n"
                      "login_timeout = 900\n"
                      "prompt = enter\n"
                      "qr = off\n"
@@ -144,6 +146,7 @@ static void test_every_key(void **state)
     assert_int_equal(c->algorithms, PG_ALG_RS256 | PG_ALG_ES256 | PG_ALG_PS512);
     assert_int_equal(c->clock_skew, 0);
     assert_int_equal(c->max_age, 600);
+    assert_int_equal(c->sign_in_max_age, 86400);
     assert_int_equal(c->login_timeout, 900);
     assert_int_equal(c->prompt, PG_PROMPT_ENTER);
     assert_int_equal(c->qr, PG_QR_OFF);
@@ -202,6 +205,7 @@ static void test_errors(void **state)
     expect_error("http_timeout = 99999999999999999999\n", "t.conf:3:", "from 1 to 300");
     expect_error("clock_skew = 601\n", "t.conf:3:", "clock_skew");
     expect_error("max_age = 0\n", "t.conf:3:", "max_age");
+    expect_error("sign_in_max_age = 59\n", "t.conf:3:", "sign_in_max_age");
     expect_error("login_timeout = 29\n", "t.conf:3:", "login_timeout");
     expect_error("validate = both\n", "t.conf:3:", "invalid validate 'both'");
     expect_error("roles_match = some\n", "t.conf:3:", "roles_match");

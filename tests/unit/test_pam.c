@@ -570,6 +570,55 @@ static void test_silent_refresh(void **state)
     assert_no_children();
 }
 
+/*
+ * sign_in_max_age bounds the chain of refreshes behind a stored set: past
+ * it, neither the stored token nor a refresh lets anyone in, and only a
+ * new sign-in (which restarts the count) does.
+ */
+static void test_sign_in_max_age(void **state)
+{
+    (void)state;
+    write_conf(conf, "sign_in_max_age = 600\n");
+    service("pg-age", "auth required MOD\n");
+    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+    int r[2], calls[2];
+    /* An id_token of 300 s: 700 s on, it has expired and the sign-in is too
+     * old, so no refresh (test_silent_refresh's path) but a sign-in; then,
+     * with that sign-in's hour-long token still valid 700 s on, the same. */
+    configure("token_lifetime", "300");
+    signed_in();
+    configure("token_lifetime", "3600");
+    loglen = 0;
+    int fast = auth("pg-age", &none);
+    static char cached[sizeof(logbuf)];
+    snprintf(cached, sizeof(cached), "%s", logbuf);
+    loglen = 0;
+    for (int i = 0; i < 2; i++) {
+        struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+        clock_ahead = 700;
+        r[i] = auth("pg-age", &op);
+        calls[i] = op.calls;
+        clock_ahead = 0;
+    }
+    /* The new sign-in counts from now: the fast path again. */
+    static char signed_in_log[sizeof(logbuf)];
+    snprintf(signed_in_log, sizeof(signed_in_log), "%s", logbuf);
+    loglen = 0;
+    int again = auth("pg-age", &none);
+    write_conf(conf, "");
+    assert_int_equal(fast, PAM_SUCCESS);
+    assert_non_null(strstr(cached, "via=cached outcome=granted"));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i], PAM_SUCCESS);
+        assert_int_equal(calls[i], 1);
+    }
+    assert_null(strstr(signed_in_log, "via=refresh"));
+    assert_non_null(strstr(signed_in_log, "via=sign-in outcome=granted"));
+    assert_int_equal(again, PAM_SUCCESS);
+    assert_int_equal(none.calls, 0);
+    assert_logged("via=cached outcome=granted");
+}
+
 static void test_provider_failing(void **state)
 {
     (void)state;
@@ -1456,6 +1505,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_sign_in_info, setup),
         cmocka_unit_test_setup(test_fast_path, setup),
+        cmocka_unit_test_setup(test_sign_in_max_age, setup),
         cmocka_unit_test_setup(test_reauth_always_signs_in, setup),
         cmocka_unit_test_setup(test_missing_role_refused, setup),
         cmocka_unit_test_setup(test_declined, setup),
