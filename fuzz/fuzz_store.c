@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         if (r == PG_ERR_IO && !strstr(err.msg, "stored token set"))
             abort();
         if (ts.id_token || ts.access_token || ts.refresh_token || ts.scope || ts.expires_at ||
-            ts.stored_at)
+            ts.stored_at || ts.signed_in_at)
             abort(); /* a refusal handed something out */
     }
     return 0;
