@@ -16,21 +16,13 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    f->rsa = EVP_RSA_gen(2048);
-    f->rsa1024 = EVP_RSA_gen(1024);
-    BIGNUM *e3 = BN_new();
-    BN_set_word(e3, 3);
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-    EVP_PKEY_keygen_init(c);
-    EVP_PKEY_CTX_set_rsa_keygen_bits(c, 2048);
-    EVP_PKEY_CTX_set1_rsa_keygen_pubexp(c, e3);
-    EVP_PKEY_keygen(c, &f->rsa_e3);
-    EVP_PKEY_CTX_free(c);
-    BN_free(e3);
-    f->p256 = EVP_EC_gen("P-256");
-    f->p384 = EVP_EC_gen("P-384");
+    f->rsa = tk_key("rsa2048-a");
+    f->rsa1024 = tk_key("rsa1024");
+    f->rsa_e3 = tk_key("rsa2048-e3");
+    f->p256 = tk_key("p256");
+    f->p384 = tk_key("p384");
     *state = f;
-    return 0;
+    return f->rsa && f->rsa1024 && f->rsa_e3 && f->p256 && f->p384 ? 0 : -1;
 }
 
 static int teardown(void **state)

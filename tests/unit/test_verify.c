@@ -43,10 +43,12 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    f->rsa = EVP_RSA_gen(2048);
-    f->rsa_tmpl = EVP_RSA_gen(2048);
-    f->p256 = EVP_EC_gen("P-256");
-    f->p384 = EVP_EC_gen("P-384");
+    f->rsa = tk_key("rsa2048-a");
+    f->rsa_tmpl = tk_key("rsa2048-b");
+    f->p256 = tk_key("p256");
+    f->p384 = tk_key("p384");
+    if (!f->rsa || !f->rsa_tmpl || !f->p256 || !f->p384)
+        return -1;
     char *a = tk_jwk(f->rsa, "r1", ",\"use\":\"sig\"");
     char *b = tk_jwk(f->rsa_tmpl, "t1",
                      ",\"issuer\":\"https://login.microsoftonline.com/{tenantid}/v2.0\"");

@@ -9,10 +9,27 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A key made at build time (tests/fixtures/mkkeys.py): $PG_TEST_KEYS/NAME.pem,
+ * or NULL with a message. */
+static inline EVP_PKEY *tk_key(const char *name)
+{
+    const char *dir = getenv("PG_TEST_KEYS");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.pem", dir ? dir : ".", name);
+    FILE *f = fopen(path, "r");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!k)
+        fprintf(stderr, "test key %s: cannot be read (is PG_TEST_KEYS set?)\n", path);
+    return k;
+}
 
 static inline char *tk_b64url(const unsigned char *in, size_t len)
 {
