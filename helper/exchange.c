@@ -1,7 +1,7 @@
 /*
  * Running poolgate-helper from the CLI: one request, the events on the
  * terminal, the result.  Starting, privilege drop and reaping are in
- * lib/spawn.c, shared with the PAM module.
+ * lib/core/spawn.c, shared with the PAM module.
  */
 #include <stdio.h>
 #include <stdlib.h>

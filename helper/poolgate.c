@@ -36,6 +36,7 @@
 #include "proto.h"
 #include "spawn.h"
 #include "store.h"
+#include "unattended.h"
 
 enum { EXIT_OK = 0, EXIT_DENIED = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3 };
 
@@ -651,7 +652,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         pw.pw_uid,
         pw.pw_gid,
         a.replace,
-        a.unattended};
+        a.unattended ? &pg_unattended_credential : NULL};
     int v = reg ? pg_enroll(&e, &done, &err) : pg_unenroll(&e, &done, &err);
     struct pg_identity app = app_identity(&done);
     const struct pg_identity *who = a.unattended ? &app : &res.id;

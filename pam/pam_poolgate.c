@@ -572,7 +572,7 @@ static int enroll_at_session(struct gate *g)
     }
     bool gated = r == 0;
     if (gated) {
-        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false, false};
+        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false, NULL};
         if ((r = pg_enroll(&e, &done, &err)) < 0)
             snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
     }

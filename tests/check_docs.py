@@ -3,7 +3,7 @@
 
     check_docs.py SOURCE_ROOT
 
-Config keys come from lib/config.c's key table and must appear in
+Config keys come from lib/core/config.c's key table and must appear in
 man/poolgate.conf.5 and conf/poolgate.conf; long options and commands come
 from helper/poolgate.c and must appear in man/poolgate.1; PAM module
 arguments come from pam/pam_poolgate.c and must appear in man/pam_poolgate.8.
@@ -20,7 +20,7 @@ def read(root, path):
 def main():
     root = sys.argv[1]
     failed = 0
-    keys = re.findall(r'\{"([a-z_]+)", K_', read(root, "lib/config.c"))
+    keys = re.findall(r'\{"([a-z_]+)", K_', read(root, "lib/core/config.c"))
     man5 = read(root, "man/poolgate.conf.5").replace("\\-", "-")
     example = read(root, "conf/poolgate.conf")
     for key in keys:

@@ -1,5 +1,5 @@
 /*
- * Starting and stopping the helper (lib/spawn.c) in a host that ignores
+ * Starting and stopping the helper (lib/core/spawn.c) in a host that ignores
  * SIGCHLD or handles it itself: the helper is still reaped with its
  * status, the host's disposition is back afterwards, and a helper that is
  * still running is killed and reaped.

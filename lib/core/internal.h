@@ -62,6 +62,17 @@ const char *pg_url_authority(const char *url, const char *scheme, char *host, si
 /* An https:// URL with a host and no whitespace or control characters. */
 bool pg_https_url(const char *s);
 
+/* Whether `url` may serve as the instance metadata endpoint: plain http to
+ * the link-local address, or to a loopback address (tests).  Here, beside
+ * the configuration that checks it, so the core needs no network code. */
+bool pg_imds_endpoint_ok(const char *url);
+
+/* keyvault_certificates: at most this many, each a Key Vault secret URI
+ * https://<vault>/secrets/<name>[/<version>] with no query or fragment;
+ * pg_vault_secret_name copies <name> into `name`. */
+#define PG_VAULT_MAX_CERTIFICATES 4
+int pg_vault_secret_name(const char *uri, char *name, size_t namesz, struct pg_error *err);
+
 /* Write or read exactly len bytes, retrying on EINTR; PG_ERR_IO otherwise
  * (errno tells why; end of file while reading leaves errno unchanged). */
 int pg_write_all(int fd, const void *data, size_t len);

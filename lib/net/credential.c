@@ -196,3 +196,6 @@ int pg_vault_write(const struct pg_config *cfg, json_t *done, uid_t uid, gid_t g
         close(dir);
     return r;
 }
+
+const struct pg_enroll_credential pg_unattended_credential = {pg_unattended_request,
+                                                              pg_vault_write};

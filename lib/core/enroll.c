@@ -18,7 +18,6 @@
 #include "agentfiles.h"
 #include "enroll.h"
 #include "internal.h"
-#include "unattended.h"
 
 /* Extra time for the helper beyond login_timeout (its own deadline). */
 #define HELPER_SLACK_MS 30000
@@ -189,8 +188,8 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     /* The credential's checks (and assertions) before the key: a bad
      * certificate_file fails before anything slow is done. */
     if (r == 0 && unattended)
-        r = pg_unattended_request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L, unattended,
-                                  err);
+        r = e->unattended->request(e, pg_monotonic_ms() + e->cfg->login_timeout * 1000L, unattended,
+                                   err);
     if (r == 0)
         r = pg_agent_key_new(&key, err);
     if (r == 0) {
@@ -209,7 +208,7 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
         r = pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: the agent has no OAuth client");
     if (r == 0 && e->unattended) {
         identity_from(done, out);
-        r = pg_vault_write(e->cfg, done, e->uid, e->gid, err);
+        r = e->unattended->write(e->cfg, done, e->uid, e->gid, err);
     }
     if (r == 0)
         r = pg_agent_files_render(key, &s, &files, err);

@@ -20,7 +20,6 @@
 
 #include "fileio.h"
 #include "internal.h"
-#include "unattended.h"
 
 #define CONFIG_MAX_BYTES (64 * 1024)
 #define LINE_MAX_BYTES 4096
@@ -450,6 +449,51 @@ static int set_defaults(struct pg_config *cfg)
     cfg->max_age = -1;
     cfg->sign_in_max_age = -1;
     cfg->login_timeout = 300;
+    return 0;
+}
+
+/* ---- Key Vault secret URIs (keyvault_certificates) -------------------- */
+
+#define NAME_MAX_LEN 127
+
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* "/secrets/<name>[/<version>]" with a 1..127 character name; the name's length. */
+static size_t secret_path(const char *path)
+{
+    static const char prefix[] = "/secrets/";
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    const char *name = path + sizeof(prefix) - 1, *p = name;
+    while (name_char(*p))
+        p++;
+    size_t n = (size_t)(p - name);
+    if (n == 0 || n > NAME_MAX_LEN)
+        return 0;
+    if (*p == '/')
+        for (p++; *p; p++)
+            if (!name_char(*p))
+                return 0;
+    return *p ? 0 : n;
+}
+
+int pg_vault_secret_name(const char *uri, char *name, size_t namesz, struct pg_error *err)
+{
+    char host[256];
+    const char *path = pg_url_authority(uri, "https://", host, sizeof(host));
+    size_t n = path && host[0] != '[' ? secret_path(path) : 0;
+    if (n == 0 || n >= namesz) {
+        char shown[128];
+        pg_printable(shown, sizeof(shown), uri);
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "keyvault_certificates: '%s' is not a Key Vault secret URI "
+                       "(https://VAULT.vault.azure.net/secrets/NAME[/VERSION])",
+                       shown);
+    }
+    snprintf(name, namesz, "%.*s", (int)n, path + 9);
     return 0;
 }
 

@@ -13,6 +13,23 @@
 
 #include "spawn.h"
 
+struct pg_enroll;
+
+/*
+ * The credential of an unattended registration.  It lives in the network
+ * layer (lib/net/credential.c: assertions signed with certificate_file, Key
+ * Vault certificates written afterwards), which the PAM module never links:
+ * the CLI hands it in, so this file names none of it.
+ */
+struct pg_enroll_credential {
+    /* Mark the REGISTER request unattended and add what the credential
+     * needs (assertions), before the agent's key is made. */
+    int (*request)(const struct pg_enroll *e, int64_t deadline, json_t *req, struct pg_error *err);
+    /* After the pool accepted: write what DONE brought (Key Vault files). */
+    int (*write)(const struct pg_config *cfg, json_t *done, uid_t uid, gid_t gid,
+                 struct pg_error *err);
+};
+
 struct pg_enroll {
     const struct pg_config *cfg;
     const char *config_path; /* sent to the helper, which loads and checks it itself */
@@ -20,7 +37,9 @@ struct pg_enroll {
     uid_t uid;               /* the agent account: whose token set, whose files */
     gid_t gid;
     bool replace;
-    bool unattended; /* tokens from the configured credential, not a stored sign-in */
+    /* Tokens from the configured credential, not a stored sign-in: NULL for
+     * an operator's registration. */
+    const struct pg_enroll_credential *unattended;
 };
 
 struct pg_enrolled {

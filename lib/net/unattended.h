@@ -71,10 +71,6 @@ struct pg_imds_request {
     const char *resource_id;
 };
 
-/* Whether `url` may serve as the metadata endpoint: plain http to the
- * link-local address, or to a loopback address (tests). */
-bool pg_imds_endpoint_ok(const char *url);
-
 /* The request URL, with every parameter escaped. */
 int pg_imds_url(const struct pg_imds_request *q, char **out);
 
@@ -94,14 +90,9 @@ int pg_scope_resource(const char *scope, char **out);
 #define PG_VAULT_RESOURCE "https://vault.azure.net"
 #define PG_VAULT_API_VERSION "7.4"
 #define PG_VAULT_MAX_RESPONSE (64 * 1024)
-#define PG_VAULT_MAX_CERTIFICATES 4
 /* All certificates' secrets together: they reach the caller in one helper
  * message (PG_PROTO_MAX) with the agent's settings. */
 #define PG_VAULT_MAX_TOTAL (48 * 1024)
-
-/* A Key Vault secret URI: https://<vault>/secrets/<name>[/<version>], with
- * no query or fragment; *name points into the URI's copy in `name`. */
-int pg_vault_secret_name(const char *uri, char *name, size_t namesz, struct pg_error *err);
 
 /* GET the secret with the bearer token; *value and *content_type on 200,
  * Key Vault's own error (403, 404, ...) explained otherwise. */
@@ -125,7 +116,10 @@ void pg_vault_cert_clear(struct pg_vault_cert *c);
 
 /* ---- the privileged caller (credential.c) ------------------------------- */
 
-struct pg_enroll;
+#include "enroll.h"
+
+/* The credential hooks pg_enroll calls for `register --unattended`. */
+extern const struct pg_enroll_credential pg_unattended_credential;
 
 /* Mark the registration request unattended and, for client_certificate,
  * add the signed assertions (gate, devops, and vault when certificates are
