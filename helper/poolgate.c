@@ -531,6 +531,8 @@ static json_t *agent_json(const struct pg_config *cfg, uid_t uid, bool human)
         return o;
     if (pg_agent_version_read(cfg->agent_dir, uid, pw.pw_gid, version, &err) == 0)
         json_object_set_new(o, "agent_version", json_string(version));
+    if (human)
+        fprintf(stderr, "agent version: %s\n", version[0] ? version : err.msg);
     if (!cfg->organization_url)
         return o;
     json_t *svc = service_json(cfg, uid, pw.pw_gid, why, sizeof(why));

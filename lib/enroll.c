@@ -222,7 +222,7 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
         r = pg_agent_key_new(&key, err);
     /* A replacement changes the agent's credentials: it stops first. */
     if (r == 0 && e->replace)
-        r = pg_service_before_change(e->cfg, e->uid, e->gid, err);
+        r = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err);
     if (r == 0) {
         json_t *req = register_request(e, name, version, key, err);
         r = req ? 0 : PG_ERR_NOMEM;
@@ -246,7 +246,8 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     if (r == 0)
         r = pg_agent_files_write(e->cfg->agent_dir, e->uid, e->gid, &files, err);
     if (r == 0)
-        service_after(pg_service_after_register(e->cfg, e->uid, e->gid, &why), &why, out);
+        service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_AFTER_REGISTER, &why),
+                      &why, out);
     pg_agent_files_clear(&files);
     json_decref(done);
     EVP_PKEY_free(key);
@@ -263,7 +264,7 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     /* The agent stops before it is removed from the pool: nothing changes
      * when it cannot be stopped. */
     if (r == 0)
-        r = pg_service_before_change(e->cfg, e->uid, e->gid, err);
+        r = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err);
     if (r == 0) {
         json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
                                 (json_int_t)e->uid, "agent", "name", name);
@@ -280,7 +281,8 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     if (r == 0)
         r = pg_agent_files_remove(e->cfg->agent_dir, e->uid, e->gid, err);
     if (r == 0)
-        service_after(pg_service_after_unregister(e->cfg, e->uid, e->gid, &why), &why, out);
+        service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_AFTER_UNREGISTER, &why),
+                      &why, out);
     json_decref(done);
     return r;
 }

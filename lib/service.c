@@ -401,7 +401,7 @@ static int systemctl(const struct pg_config *cfg, const char *const args[], char
     char copies[6][300] = {{0}}, *argv[8] = {cfg->systemctl};
     struct sigaction dfl = {.sa_handler = SIG_DFL}, host;
     int p[2], status = 0;
-    for (size_t i = 0; args[i] && i < PG_ARRAY_SIZE(copies); i++)
+    for (size_t i = 0; i < PG_ARRAY_SIZE(copies) && args[i]; i++)
         argv[i + 1] = strncpy(copies[i], args[i], sizeof(copies[i]) - 1);
     if (pipe2(p, O_CLOEXEC) < 0)
         return pg_fail(err, PG_ERR_IO, "cannot make a pipe: %s", strerror(errno));
@@ -522,42 +522,27 @@ int pg_service_state(const struct pg_service *s, struct pg_service_state *st, st
 
 /* ---- the enrollment's hooks --------------------------------------------------- */
 
-int pg_service_before_change(const struct pg_config *cfg, uid_t uid, gid_t gid,
-                             struct pg_error *err)
+int pg_service_hook(const struct pg_config *cfg, uid_t uid, gid_t gid, enum pg_service_phase phase,
+                    struct pg_error *err)
 {
     struct pg_service s;
     enum pg_unit_owner owner = PG_UNIT_NONE;
     if (!cfg->agent_service)
         return 0;
     int r = pg_service_init(&s, cfg, uid, gid, err);
-    if (r == 0)
+    if (r < 0)
+        return r;
+    switch (phase) {
+    case PG_SERVICE_BEFORE_CHANGE:
+        /* Whoever wrote the unit: the agent stops before its credentials
+         * change. */
         r = unit_owner(&s, &owner, err);
-    /* Whoever wrote it: the agent stops before its credentials change. */
-    if (r == 0 && owner != PG_UNIT_NONE)
-        r = run(&s, "stop", err);
-    return r;
-}
-
-int pg_service_after_register(const struct pg_config *cfg, uid_t uid, gid_t gid,
-                              struct pg_error *err)
-{
-    struct pg_service s;
-    if (!cfg->agent_service)
-        return 0;
-    int r = pg_service_init(&s, cfg, uid, gid, err);
-    if (r == 0)
+        return r == 0 && owner != PG_UNIT_NONE ? run(&s, "stop", err) : r;
+    case PG_SERVICE_AFTER_REGISTER:
         r = pg_service_install(&s, err);
-    if (r == 0)
-        r = run(&s, "restart", err);
-    return r;
-}
-
-int pg_service_after_unregister(const struct pg_config *cfg, uid_t uid, gid_t gid,
-                                struct pg_error *err)
-{
-    struct pg_service s;
-    if (!cfg->agent_service)
-        return 0;
-    int r = pg_service_init(&s, cfg, uid, gid, err);
-    return r == 0 ? pg_service_uninstall(&s, err) : r;
+        return r == 0 ? run(&s, "restart", err) : r;
+    case PG_SERVICE_AFTER_UNREGISTER:
+        return pg_service_uninstall(&s, err);
+    }
+    return pg_fail(err, PG_ERR_INTERNAL, "unknown service phase");
 }

@@ -82,11 +82,12 @@ int pg_service_state(const struct pg_service *s, struct pg_service_state *st, st
  * when one is there; after a registration, install and (re)start it; after
  * an unregistration, uninstall it.
  */
-int pg_service_before_change(const struct pg_config *cfg, uid_t uid, gid_t gid,
-                             struct pg_error *err);
-int pg_service_after_register(const struct pg_config *cfg, uid_t uid, gid_t gid,
-                              struct pg_error *err);
-int pg_service_after_unregister(const struct pg_config *cfg, uid_t uid, gid_t gid,
-                                struct pg_error *err);
+enum pg_service_phase {
+    PG_SERVICE_BEFORE_CHANGE,
+    PG_SERVICE_AFTER_REGISTER,
+    PG_SERVICE_AFTER_UNREGISTER
+};
+int pg_service_hook(const struct pg_config *cfg, uid_t uid, gid_t gid, enum pg_service_phase phase,
+                    struct pg_error *err);
 
 #endif

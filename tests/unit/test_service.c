@@ -19,6 +19,7 @@
 
 #include "agentfiles.h"
 #include "poolgate/poolgate.h"
+#include "testkit.h"
 #include "service.h"
 
 #define BASE "issuer = https://login.example.test/t/v2.0\nclient_id = c\n"
@@ -114,30 +115,35 @@ static void test_escape(void **state)
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = calloc(1, 8192);
+    char *buf = tk_slurp(path);
     assert_non_null(buf);
-    size_t n = fread(buf, 1, 8191, f);
-    fclose(f);
-    buf[n] = '\0';
     return buf;
 }
 
 /* Every line of the golden unit (the template's output) is in poolgate's,
  * in order; poolgate's adds only comment lines. */
+/* The configuration `more` (after BASE) and its service, for nobody. */
+static struct pg_config *service_for(const char *more, struct pg_service *s, struct passwd **pw)
+{
+    struct pg_config *cfg = NULL;
+    struct pg_error err = {0};
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "organization_url = https://dev.azure.com/contoso\n%s", more);
+    *pw = getpwnam("nobody");
+    assert_non_null(*pw);
+    assert_int_equal(pg_config_parse(text, strlen(text), "t.conf", &cfg, &err), 0);
+    assert_int_equal(pg_service_init(s, cfg, (*pw)->pw_uid, (*pw)->pw_gid, &err), 0);
+    return cfg;
+}
+
 static void test_unit_text(void **state)
 {
     (void)state;
-    struct pg_config *cfg = NULL;
     struct pg_error err = {0};
     struct pg_service s;
-    const char *text = BASE "organization_url = https://dev.azure.com/contoso\n"
-                            "pool = Build Hosts\nagent_name = build-01\nagent_dir = /srv/agent\n";
-    struct passwd *pw = getpwnam("nobody");
-    assert_non_null(pw);
-    assert_int_equal(pg_config_parse(text, strlen(text), "t.conf", &cfg, &err), 0);
-    assert_int_equal(pg_service_init(&s, cfg, pw->pw_uid, pw->pw_gid, &err), 0);
+    struct passwd *pw;
+    struct pg_config *cfg =
+        service_for("pool = Build Hosts\nagent_name = build-01\nagent_dir = /srv/agent\n", &s, &pw);
     assert_string_equal(s.unit, "vsts.agent.contoso.Build\\x20Hosts.build\\x2d01.service");
     char path[1024], *unit = NULL;
     snprintf(path, sizeof(path), "%s/expected.service", golden_dir);
@@ -182,16 +188,12 @@ static void test_unit_text(void **state)
 static void test_description_specifier(void **state)
 {
     (void)state;
-    struct pg_config *cfg = NULL;
     struct pg_error err = {0};
     struct pg_service s;
+    struct passwd *pw;
     char *unit = NULL;
-    const char *text = BASE "organization_url = https://dev.azure.com/contoso\n"
-                            "pool = 50%pool\nagent_name = a\nagent_dir = /srv/agent\n";
-    struct passwd *pw = getpwnam("nobody");
-    assert_non_null(pw);
-    assert_int_equal(pg_config_parse(text, strlen(text), "t.conf", &cfg, &err), 0);
-    assert_int_equal(pg_service_init(&s, cfg, pw->pw_uid, pw->pw_gid, &err), 0);
+    struct pg_config *cfg =
+        service_for("pool = 50%pool\nagent_name = a\nagent_dir = /srv/agent\n", &s, &pw);
     assert_int_equal(pg_service_unit_text(&s, &unit, &err), 0);
     assert_non_null(strstr(unit, "Description=Azure Pipelines Agent (contoso.50%%pool.a)\n"));
     free(unit);
