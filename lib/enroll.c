@@ -198,9 +198,18 @@ static void service_after(int r, const struct pg_error *why, struct pg_enrolled 
                  why->msg[0] ? why->msg : pg_strerror(r));
 }
 
+/* The change failed after the agent was stopped: its files are as they
+ * were, so it runs again. */
+static void resume(const struct pg_enroll *e, struct pg_enrolled *out)
+{
+    struct pg_error why = {0};
+    service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_RESUME, &why), &why, out);
+}
+
 int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err)
 {
     struct pg_error why = {0};
+    int running = 0;
     EVP_PKEY *key = NULL;
     json_t *done = NULL;
     struct pg_agent_settings s;
@@ -221,8 +230,9 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     if (r == 0)
         r = pg_agent_key_new(&key, err);
     /* A replacement changes the agent's credentials: it stops first. */
-    if (r == 0 && e->replace)
-        r = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err);
+    if (r == 0 && e->replace &&
+        (running = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err)) < 0)
+        r = running;
     if (r == 0) {
         json_t *req = register_request(e, name, version, key, err);
         r = req ? 0 : PG_ERR_NOMEM;
@@ -248,6 +258,8 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
     if (r == 0)
         service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_AFTER_REGISTER, &why),
                       &why, out);
+    if (r < 0 && running > 0)
+        resume(e, out);
     pg_agent_files_clear(&files);
     json_decref(done);
     EVP_PKEY_free(key);
@@ -260,11 +272,12 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     json_t *done = NULL;
     char name[257];
     memset(out, 0, sizeof(*out));
-    int r = preconditions(e, name, sizeof(name), err);
+    int running = 0, r = preconditions(e, name, sizeof(name), err);
     /* The agent stops before it is removed from the pool: nothing changes
      * when it cannot be stopped. */
-    if (r == 0)
-        r = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err);
+    if (r == 0 &&
+        (running = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err)) < 0)
+        r = running;
     if (r == 0) {
         json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
                                 (json_int_t)e->uid, "agent", "name", name);
@@ -283,6 +296,8 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     if (r == 0)
         service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_AFTER_UNREGISTER, &why),
                       &why, out);
+    if (r < 0 && running > 0)
+        resume(e, out);
     json_decref(done);
     return r;
 }

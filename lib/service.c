@@ -532,12 +532,19 @@ int pg_service_hook(const struct pg_config *cfg, uid_t uid, gid_t gid, enum pg_s
     int r = pg_service_init(&s, cfg, uid, gid, err);
     if (r < 0)
         return r;
+    struct pg_service_state st;
     switch (phase) {
     case PG_SERVICE_BEFORE_CHANGE:
         /* Whoever wrote the unit: the agent stops before its credentials
-         * change. */
+         * change.  1 tells the caller it was running. */
+        r = pg_service_state(&s, &st, err);
+        if (r < 0 || st.owner == PG_UNIT_NONE)
+            return r;
+        r = run(&s, "stop", err);
+        return r < 0 ? r : strcmp(st.active, "active") == 0 || strcmp(st.active, "activating") == 0;
+    case PG_SERVICE_RESUME:
         r = unit_owner(&s, &owner, err);
-        return r == 0 && owner != PG_UNIT_NONE ? run(&s, "stop", err) : r;
+        return r == 0 && owner != PG_UNIT_NONE ? run(&s, "start", err) : r;
     case PG_SERVICE_AFTER_REGISTER:
         r = pg_service_install(&s, err);
         return r == 0 ? run(&s, "restart", err) : r;

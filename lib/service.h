@@ -77,13 +77,16 @@ int pg_service_control(const struct pg_service *s, const char *verb, struct pg_e
 int pg_service_state(const struct pg_service *s, struct pg_service_state *st, struct pg_error *err);
 
 /*
- * The enrollment's hooks (agent_service = yes; without it they do nothing):
- * before a pool change that replaces or removes the agent, stop its unit
- * when one is there; after a registration, install and (re)start it; after
- * an unregistration, uninstall it.
+ * The enrollment's hooks (agent_service = yes; without it they do nothing
+ * and return 0): before a pool change that replaces or removes the agent,
+ * stop its unit when one is there (returns 1 when it was running); when
+ * that change then fails, start it again (RESUME: the old files are still
+ * in place); after a registration, install and (re)start it; after an
+ * unregistration, uninstall it.
  */
 enum pg_service_phase {
     PG_SERVICE_BEFORE_CHANGE,
+    PG_SERVICE_RESUME,
     PG_SERVICE_AFTER_REGISTER,
     PG_SERVICE_AFTER_UNREGISTER
 };
