@@ -47,6 +47,9 @@ static void say(struct doctor *d, const char *level, const char *fmt, ...)
     printf("%-4s ", level);
     vprintf(fmt, ap);
     putchar('\n');
+    /* Out before any fork (the agent-account child): under valgrind a
+     * child's exit flushes what it inherited. */
+    fflush(stdout);
     va_end(ap);
     if (strcmp(level, "fail") == 0)
         d->fails++;
