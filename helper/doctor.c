@@ -20,6 +20,7 @@
 #include "agentfiles.h"
 #include "doctor.h"
 #include "internal.h"
+#include "service.h"
 #include "spawn.h"
 
 #define MAX_USERS 16
@@ -46,6 +47,9 @@ static void say(struct doctor *d, const char *level, const char *fmt, ...)
     printf("%-4s ", level);
     vprintf(fmt, ap);
     putchar('\n');
+    /* Out before any fork (the agent-account child): under valgrind a
+     * child's exit flushes what it inherited. */
+    fflush(stdout);
     va_end(ap);
     if (strcmp(level, "fail") == 0)
         d->fails++;
@@ -416,6 +420,63 @@ static void check_sshd(struct doctor *d)
 
 /* ---- the agent ------------------------------------------------------------------ */
 
+/* agent_version against what the layout shows (read as the agent account:
+ * only root, or that account itself, can). */
+static void check_version(struct doctor *d, uid_t uid, gid_t gid)
+{
+    const struct pg_config *c = d->cfg;
+    char seen[PG_AGENT_VERSION_MAX] = "";
+    struct pg_error err = {0};
+    bool readable = geteuid() == 0 || geteuid() == uid;
+    if (readable && pg_agent_version_read(c->agent_dir, uid, gid, seen, &err) < 0)
+        seen[0] = '\0';
+    if (!c->agent_version && seen[0])
+        say(d, "ok", "agent: version %s, from %s/bin -> bin.%s (agent_version is not set)", seen,
+            c->agent_dir, seen);
+    else if (!c->agent_version)
+        say(d, "fail", "agent: agent_version is not set, and %s: set agent_version",
+            readable ? err.msg : "the layout cannot be read unless as root");
+    else if (seen[0] && strcmp(seen, c->agent_version) != 0)
+        say(d, "warn",
+            "agent: agent_version is %s, but %s/bin links to bin.%s: the agent updated itself; "
+            "set agent_version = %s (or remove it)",
+            c->agent_version, c->agent_dir, seen, seen);
+}
+
+/* The unit against the registration: each without the other is wrong. */
+static void check_service(struct doctor *d, uid_t uid, gid_t gid, bool registered)
+{
+    const struct pg_config *c = d->cfg;
+    struct pg_service s;
+    struct pg_service_state st;
+    struct pg_error err = {0};
+    if (!c->organization_url || pg_service_init(&s, c, uid, gid, &err) < 0 ||
+        pg_service_state(&s, &st, &err) < 0) {
+        if (c->agent_service)
+            say(d, "fail", "service: %s", err.msg);
+        return;
+    }
+    bool running = strcmp(st.active, "active") == 0 || strcmp(st.active, "activating") == 0 ||
+                   strcmp(st.active, "reloading") == 0;
+    if (registered && !running && (c->agent_service || st.owner != PG_UNIT_NONE))
+        say(d, "fail",
+            "service: the agent is registered but %s %s: run sudo poolgate service %s, and "
+            "see journalctl -u '%s'",
+            s.unit, st.owner == PG_UNIT_NONE ? "is not installed" : "is not running",
+            st.owner == PG_UNIT_NONE ? "install" : "start", s.unit);
+    else if (!registered && running)
+        say(d, "fail",
+            "service: %s is running for an agent whose files are gone from %s: run sudo "
+            "poolgate service stop (or register the agent again)",
+            s.unit, c->agent_dir);
+    else if (st.owner == PG_UNIT_FOREIGN && c->agent_service)
+        say(d, "warn",
+            "service: %s was not written by poolgate (svc.sh?): agent_service leaves it alone",
+            s.unit);
+    else if (st.owner != PG_UNIT_NONE)
+        say(d, "ok", "service: %s %s (%s)", s.unit, st.active, st.sub);
+}
+
 static void check_agent(struct doctor *d)
 {
     const struct pg_config *c = d->cfg;
@@ -424,22 +485,28 @@ static void check_agent(struct doctor *d)
         say(d, "ok", "agent: agent_dir is not set (registration is not configured)");
         return;
     }
-    if (!c->organization_url || !c->agent_version)
-        say(d, "fail", "agent: %s is not set: registration needs it",
-            !c->organization_url ? "organization_url" : "agent_version");
-    if (lstat(c->agent_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+    if (!c->organization_url)
+        say(d, "fail", "agent: organization_url is not set: registration needs it");
+    if (lstat(c->agent_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         say(d, "fail", "agent: %s is not a directory: install the agent there, or fix agent_dir",
             c->agent_dir);
-    else if (st.st_uid == 0)
+        return;
+    }
+    if (st.st_uid == 0) {
         say(d, "fail", "agent: %s is owned by root: it must belong to the agent account",
             c->agent_dir);
-    else if (pg_agent_registered(c->agent_dir))
+        return;
+    }
+    bool registered = pg_agent_registered(c->agent_dir);
+    if (registered)
         say(d, "ok", "agent: registered (%s/.agent)", c->agent_dir);
     else
         say(d, "warn",
             "agent: not registered yet in %s: run sudo poolgate register as the agent "
             "account, or log in through a session with register",
             c->agent_dir);
+    check_version(d, st.st_uid, st.st_gid);
+    check_service(d, st.st_uid, st.st_gid, registered);
 }
 
 int doctor_run(const struct doctor_opts *o)

@@ -34,6 +34,7 @@
 #include "pg-build-config.h"
 #include "poolgate/poolgate.h"
 #include "proto.h"
+#include "service.h"
 #include "spawn.h"
 #include "store.h"
 #include "unattended.h"
@@ -158,28 +159,30 @@ static void set_opt_string(json_t *o, const char *key, const char *v)
         json_object_set_new(o, key, json_string(v));
 }
 
-/* The identity as JSON on stdout; `registered` (status only; -1: leave
- * out) tells whether agent_dir holds the agent's registration. */
-static int print_identity(const struct pg_identity *id, int registered)
+/* The identity (NULL: none) as JSON on stdout, with `extra`'s members
+ * (status only: registration and service; NULL: none). */
+static int print_identity(const struct pg_identity *id, json_t *extra)
 {
     json_t *o = json_object();
     if (!o)
         return complain(EXIT_USAGE, "out of memory");
-    set_opt_string(o, "sub", id->sub);
-    set_opt_string(o, "oid", id->oid);
-    set_opt_string(o, "tid", id->tid);
-    set_opt_string(o, "iss", id->iss);
-    json_object_set_new(o, "aud", strlist_json(&id->aud));
-    json_object_set_new(o, "exp", json_integer(id->exp));
-    if (id->iat >= 0)
-        json_object_set_new(o, "iat", json_integer(id->iat));
-    if (id->nbf >= 0)
-        json_object_set_new(o, "nbf", json_integer(id->nbf));
-    json_object_set_new(o, "roles", strlist_json(&id->roles));
-    set_opt_string(o, "name", id->name);
-    json_object_set_new(o, "app_only", json_boolean(id->app_only));
-    if (registered >= 0)
-        json_object_set_new(o, "registered", json_boolean(registered));
+    if (id) {
+        set_opt_string(o, "sub", id->sub);
+        set_opt_string(o, "oid", id->oid);
+        set_opt_string(o, "tid", id->tid);
+        set_opt_string(o, "iss", id->iss);
+        json_object_set_new(o, "aud", strlist_json(&id->aud));
+        json_object_set_new(o, "exp", json_integer(id->exp));
+        if (id->iat >= 0)
+            json_object_set_new(o, "iat", json_integer(id->iat));
+        if (id->nbf >= 0)
+            json_object_set_new(o, "nbf", json_integer(id->nbf));
+        json_object_set_new(o, "roles", strlist_json(&id->roles));
+        set_opt_string(o, "name", id->name);
+        json_object_set_new(o, "app_only", json_boolean(id->app_only));
+    }
+    if (extra)
+        json_object_update(o, extra);
     char *text = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(o);
     if (!text)
@@ -337,7 +340,7 @@ static int cmd_validate(const struct globals *g, int argc, char **argv)
         goto out;
     int v = ks ? pg_verify_token(cfg, ks, tok, len, &(struct pg_verify_opts){.now = a.now}, &res)
                : verify_cached(g, cfg, &h, tok, a.now, &res);
-    r = v == 0 ? print_identity(&res.id, -1) : report_verify(v, &res);
+    r = v == 0 ? print_identity(&res.id, NULL) : report_verify(v, &res);
 out:
     if (tok) {
         pg_memzero(tok, len);
@@ -466,6 +469,80 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     return r;
 }
 
+/* ---- the agent's service ------------------------------------------------------- */
+
+static const char *const owner_names[] = {"not installed", "written by poolgate",
+                                          "not written by poolgate"};
+
+/* The unit's name and state for `status`, `service status` and --json;
+ * NULL (and *why set) when it cannot be told. */
+static json_t *service_json(const struct pg_config *cfg, uid_t uid, gid_t gid, char *why,
+                            size_t whysz)
+{
+    struct pg_service s;
+    struct pg_service_state st;
+    struct pg_error err = {0};
+    if (pg_service_init(&s, cfg, uid, gid, &err) < 0 || pg_service_state(&s, &st, &err) < 0) {
+        snprintf(why, whysz, "%s", err.msg);
+        return NULL;
+    }
+    return json_pack("{s:s, s:b, s:b, s:s, s:s, s:s, s:I}", "unit", s.unit, "installed",
+                     st.owner != PG_UNIT_NONE, "poolgate", st.owner == PG_UNIT_POOLGATE,
+                     "active_state", st.active, "sub_state", st.sub, "unit_file_state", st.enabled,
+                     "main_pid", (json_int_t)st.main_pid);
+}
+
+static void describe_service(const json_t *svc, const char *why)
+{
+    if (!svc) {
+        fprintf(stderr, "service: unknown (%s)\n", why);
+        return;
+    }
+    bool installed = json_is_true(json_object_get(svc, "installed"));
+    bool ours = json_is_true(json_object_get(svc, "poolgate"));
+    fprintf(stderr, "service: %s (%s)", json_string_value(json_object_get(svc, "unit")),
+            owner_names[!installed ? 0
+                        : ours     ? 1
+                                   : 2]);
+    if (installed)
+        fprintf(stderr, ": %s (%s), %s, main pid %lld",
+                json_string_value(json_object_get(svc, "active_state")),
+                json_string_value(json_object_get(svc, "sub_state")),
+                json_string_value(json_object_get(svc, "unit_file_state")),
+                (long long)json_integer_value(json_object_get(svc, "main_pid")));
+    fputc('\n', stderr);
+}
+
+/* What status adds about the agent: registered, its version, its service. */
+static json_t *agent_json(const struct pg_config *cfg, uid_t uid, bool human)
+{
+    char why[PG_ERROR_MAX] = "", version[PG_AGENT_VERSION_MAX] = "";
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    struct pg_error err = {0};
+    json_t *o = json_object();
+    if (!o || !cfg->agent_dir)
+        return o;
+    bool registered = pg_agent_registered(cfg->agent_dir);
+    json_object_set_new(o, "registered", json_boolean(registered));
+    if (human)
+        fprintf(stderr, "agent: %s in %s\n", registered ? "registered" : "not registered",
+                cfg->agent_dir);
+    if (uid == 0 || getpwuid_r(uid, &pw, buf, sizeof(buf), &found) || !found)
+        return o;
+    if (pg_agent_version_read(cfg->agent_dir, uid, pw.pw_gid, version, &err) == 0)
+        json_object_set_new(o, "agent_version", json_string(version));
+    if (human)
+        fprintf(stderr, "agent version: %s\n", version[0] ? version : err.msg);
+    if (!cfg->organization_url)
+        return o;
+    json_t *svc = service_json(cfg, uid, pw.pw_gid, why, sizeof(why));
+    if (human)
+        describe_service(svc, why);
+    json_object_set_new(o, "service", svc ? svc : json_null());
+    return o;
+}
+
 static int cmd_status(const struct globals *g, int argc, char **argv)
 {
     struct user_args a = {0};
@@ -475,18 +552,24 @@ static int cmd_status(const struct globals *g, int argc, char **argv)
     bool refresh = false;
     uid_t uid = 0;
     int r = user_command(g, "status", argc, argv, OPT_JSON, &a, &cfg, &h, &uid);
-    if (r == 0)
-        r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res);
+    if (r != 0)
+        goto out;
+    r = report_verify(stored_identity(g, cfg, &h, uid, &res, &refresh), &res);
     if (r == EXIT_DENIED && refresh)
         fprintf(stderr, "a refresh token is stored: the next sign-in may not need the code\n");
-    int registered = cfg && cfg->agent_dir ? pg_agent_registered(cfg->agent_dir) : -1;
-    if (r == 0 && a.json)
-        r = print_identity(&res.id, registered);
-    else if (r == 0)
+    if (r == 0 && !a.json)
         describe(&res.id);
-    if (r == 0 && !a.json && registered >= 0)
-        fprintf(stderr, "agent: %s in %s\n", registered ? "registered" : "not registered",
-                cfg->agent_dir);
+    /* The agent's part is told even without a sign-in: an unattended host
+     * has none, and monitoring reads it. */
+    if (r == 0 || r == EXIT_DENIED) {
+        json_t *agent = agent_json(cfg, uid, !a.json);
+        if (a.json && agent)
+            json_object_set_new(agent, "signed_in", json_boolean(r == 0));
+        int w = a.json ? print_identity(r == 0 ? &res.id : NULL, agent) : 0;
+        r = r ? r : w;
+        json_decref(agent);
+    }
+out:
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
     return r;
@@ -610,6 +693,19 @@ static int accounts_apart(const char *cmd, const struct pg_config *cfg, const st
     return complain(EXIT_USAGE, "%s: %s", cmd, err.msg);
 }
 
+/* agent_service: how the unit fared after the pool change. */
+static int service_outcome(const char *cmd, const struct pg_config *cfg,
+                           const struct pg_enrolled *done)
+{
+    if (done->service_error[0])
+        return complain(EXIT_USAGE, "%s: the pool change is made, but the agent's service: %s", cmd,
+                        done->service_error);
+    if (cfg->agent_service)
+        fprintf(stderr, "agent service: %s\n",
+                strcmp(cmd, "register") == 0 ? "installed and running" : "stopped and removed");
+    return EXIT_OK;
+}
+
 /* Register or unregister, after the gate passed: the stored operator's
  * token, or (--unattended) the configured credential's, checked by the
  * helper before Azure DevOps is asked anything. */
@@ -675,6 +771,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     else
         fprintf(stderr, "agent '%s' %s pool '%s'; its files are removed from %s\n", done.agent_name,
                 done.was_gone ? "was no longer in" : "removed from", cfg->pool, cfg->agent_dir);
+    r = service_outcome(cmd, cfg, &done);
 out:
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
@@ -689,6 +786,64 @@ static int cmd_register(const struct globals *g, int argc, char **argv)
 static int cmd_unregister(const struct globals *g, int argc, char **argv)
 {
     return enroll_command(g, "unregister", argc, argv, false);
+}
+
+static const char *const service_verbs[] = {"install", "uninstall", "start", "stop", "status"};
+
+/* poolgate service VERB [--user NAME]: the agent's unit, by hand. */
+static int cmd_service(const struct globals *g, int argc, char **argv)
+{
+    struct user_args a = {0};
+    struct pg_config *cfg = NULL;
+    struct pg_service s;
+    struct pg_error err = {0};
+    struct passwd pw = {0};
+    char buf[4096], why[PG_ERROR_MAX] = "";
+    static const struct option opts[] = {{"user", required_argument, NULL, 'u'}, {0}};
+    size_t verb = 0;
+    int c, r = 0;
+    optind = 1;
+    /* The verb may come before or after --user (GNU getopt permutes). */
+    while (r == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (c == 'u')
+            a.user = optarg;
+        else
+            r = complain(EXIT_USAGE, "service: unknown option (see poolgate --help)");
+    while (r == 0 && optind + 1 == argc && verb < PG_ARRAY_SIZE(service_verbs) &&
+           strcmp(argv[optind], service_verbs[verb]) != 0)
+        verb++;
+    if (r == 0 && (optind + 1 != argc || verb == PG_ARRAY_SIZE(service_verbs)))
+        r = complain(EXIT_USAGE, "service: say install, uninstall, start, stop or status");
+    if (r == 0)
+        r = load_config(g, &cfg);
+    if (r == 0)
+        r = agent_account(a.user, &pw, buf, sizeof(buf));
+    if (r == 0 && pw.pw_uid == 0)
+        r = complain(EXIT_USAGE, "service: name the agent account with --user");
+    if (r == 0 && pg_service_init(&s, cfg, pw.pw_uid, pw.pw_gid, &err) < 0)
+        r = complain(exit_code(err.code), "service: %s", err.msg);
+    if (r != 0)
+        goto out;
+    int v = 0;
+    if (verb == 0)
+        v = pg_service_install(&s, &err);
+    else if (verb == 1)
+        v = pg_service_uninstall(&s, &err);
+    else if (verb < 4)
+        v = pg_service_control(&s, service_verbs[verb], &err);
+    if (v < 0)
+        r = complain(exit_code(v), "service %s: %s", service_verbs[verb], err.msg);
+    else if (verb == 4) {
+        json_t *svc = service_json(cfg, pw.pw_uid, pw.pw_gid, why, sizeof(why));
+        describe_service(svc, why);
+        r = svc ? EXIT_OK : complain(EXIT_USAGE, "service status: %s", why);
+        json_decref(svc);
+    } else
+        fprintf(stderr, "service %s: %s (%s/%s)\n", service_verbs[verb], s.unit,
+                cfg->systemd_unit_dir, s.unit);
+out:
+    pg_config_free(cfg);
+    return r;
 }
 
 static int cmd_doctor(const struct globals *g, int argc, char **argv)
@@ -730,11 +885,16 @@ static void usage(FILE *f)
           "  validate [--jwks FILE] [--now EPOCH] [--token FILE]\n"
           "           check one token against the configured policy\n"
           "  login [--user NAME]            sign in with a device code and store the tokens\n"
-          "  status [--user NAME] [--json]  show the signed-in identity and its roles\n"
+          "  status [--user NAME] [--json]  the signed-in identity and roles, the agent's\n"
+          "                                 registration, version and service\n"
           "  logout [--user NAME]           delete the stored tokens\n"
-          "  register [--user NAME] [--replace]\n"
-          "           register the agent into its pool (after the stored sign-in passes)\n"
+          "  register [--user NAME] [--replace] [--unattended [--if-not-registered]]\n"
+          "           register the agent into its pool (after the stored sign-in passes;\n"
+          "           --unattended: with the configured credential, as root;\n"
+          "           --if-not-registered: do nothing when agent_dir has a registration)\n"
           "  unregister [--user NAME]       remove the agent from its pool and its files\n"
+          "  service install|uninstall|start|stop|status [--user NAME]\n"
+          "           the agent's systemd unit (vsts.agent.ORG.POOL.AGENT.service), as root\n"
           "  doctor [--pam-dir DIR] [--sshd PATH] [--sshd-config FILE]\n"
           "           check this host's setup, one line per check\n"
           "\n"
@@ -754,7 +914,7 @@ static const struct {
 } commands[] = {
     {"validate", cmd_validate}, {"login", cmd_login},       {"status", cmd_status},
     {"logout", cmd_logout},     {"register", cmd_register}, {"unregister", cmd_unregister},
-    {"doctor", cmd_doctor},
+    {"doctor", cmd_doctor},     {"service", cmd_service},
 };
 
 int main(int argc, char **argv)

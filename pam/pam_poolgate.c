@@ -586,6 +586,9 @@ static int enroll_at_session(struct gate *g)
                                                        : "failed",
                                               g->reason});
     pam_syslog(g->pamh, LOG_AUTHPRIV | (r == 0 ? LOG_NOTICE : LOG_WARNING), "%s", line);
+    /* agent_service: registered, but the unit did not come up. */
+    if (r == 0 && done.service_error[0])
+        pam_syslog(g->pamh, LOG_AUTHPRIV | LOG_WARNING, "agent service: %s", done.service_error);
     if (r == 0)
         snprintf(line, sizeof(line),
                  "poolgate: agent '%s' registered in pool '%s' (agent id %lld).", done.agent_name,

@@ -43,6 +43,7 @@ expect "$root/share/pam-configs/poolgate" 644
 expect "$root/share/doc/poolgate/examples/pam.d/poolgate-sshd" 644
 expect "$root/share/doc/poolgate/examples/sshd_config.d/poolgate.conf" 644
 expect "$root/share/doc/poolgate/examples/sudoers.d/poolgate" 644
+expect "$root/share/doc/poolgate/examples/cloud-init/poolgate.yaml" 644
 expect "$root/lib/tmpfiles.d/poolgate.conf" 644
 expect "$root/lib/systemd/system/poolgate-enroll.service" 644
 grep -qx "ExecStart=$prefix/bin/poolgate register --unattended --if-not-registered" "$root/lib/systemd/system/poolgate-enroll.service" && passed=$((passed + 1)) ||

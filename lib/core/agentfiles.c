@@ -166,12 +166,19 @@ void pg_agent_files_clear(struct pg_agent_files *f)
 
 /* ---- writing as the agent account ------------------------------------------ */
 
-enum job { JOB_CHECK, JOB_WRITE, JOB_REMOVE };
+enum job { JOB_CHECK, JOB_WRITE, JOB_REMOVE, JOB_VERSION, JOB_SERVICE, JOB_UNSERVICE };
 
 struct work {
     const char *dir;
     enum job job;
     const struct pg_agent_files *files; /* JOB_WRITE */
+    const char *unit;                   /* JOB_SERVICE: the unit's name */
+};
+
+/* What the child reports: an errno value, and JOB_VERSION's version. */
+struct report {
+    int e;
+    char version[PG_AGENT_VERSION_MAX];
 };
 
 /* Temporary names beside the final ones; the directory lock keeps two
@@ -209,10 +216,10 @@ static int become(uid_t uid, gid_t gid)
     return 0;
 }
 
-static int write_one(int dir, const char *tmp, const char *text, size_t len)
+static int write_mode(int dir, const char *tmp, const char *text, size_t len, mode_t mode)
 {
     unlinkat(dir, tmp, 0); /* a leftover of an interrupted run */
-    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     int e = fd < 0 ? errno : 0;
     if (!e && pg_write_all(fd, text, len) < 0)
         e = errno ? errno : EIO;
@@ -221,6 +228,11 @@ static int write_one(int dir, const char *tmp, const char *text, size_t len)
     if (fd >= 0 && close(fd) < 0 && !e)
         e = errno;
     return e;
+}
+
+static int write_one(int dir, const char *tmp, const char *text, size_t len)
+{
+    return write_mode(dir, tmp, text, len, 0600);
 }
 
 /* Keep a second name for each file there is: the way back if a later
@@ -274,8 +286,105 @@ static int check_writable(int dir)
     return e;
 }
 
+/* A version as the agent's packages name them: N.N.N, digits only. */
+static bool version_ok(const char *v)
+{
+    int parts = 0, digits = 0;
+    for (; *v; v++) {
+        if (*v >= '0' && *v <= '9' && ++digits <= 9)
+            continue;
+        if (*v != '.' || !digits)
+            return false;
+        parts++;
+        digits = 0;
+    }
+    return digits && parts == 2;
+}
+
+/*
+ * The agent's bin directory, opened without following a link, and the
+ * version its layout shows: a fresh extract has a directory `bin` (no
+ * version: version[0] is NUL); the agent's self-update leaves `bin` a link
+ * to `bin.<version>` beside it, read here as text, never followed.  A link
+ * elsewhere, or to a directory that is not there, is EINVAL/ENOENT.
+ * Returns a descriptor, or -errno.
+ */
+static int open_bin(int dir, char version[PG_AGENT_VERSION_MAX])
+{
+    char target[PG_AGENT_VERSION_MAX + 8];
+    struct stat st;
+    version[0] = '\0';
+    if (fstatat(dir, "bin", &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode)) {
+        ssize_t n = readlinkat(dir, "bin", target, sizeof(target) - 1);
+        if (n < 0)
+            return -errno;
+        target[n] = '\0';
+        if ((size_t)n == sizeof(target) - 1 || strncmp(target, "bin.", 4) != 0 ||
+            !version_ok(target + 4))
+            return -EINVAL;
+        memcpy(version, target + 4, (size_t)n - 3);
+    } else if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    int fd =
+        openat(dir, version[0] ? target : "bin", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* bin/runsvc.sh, at most this many bytes (the agent's is about 1 KiB; the
+ * buffer is on the child's stack). */
+#define RUNSVC_MAX (16 * 1024)
+
+/* The copy of bin/runsvc.sh the unit starts, and `.service` naming the
+ * unit, as the agent's svc.sh leaves them. */
+static int write_service(int dir, const char *unit)
+{
+    char text[RUNSVC_MAX + 1], version[PG_AGENT_VERSION_MAX], name[300];
+    struct stat st;
+    size_t n = 0;
+    ssize_t got = 1;
+    int e = 0, bin = open_bin(dir, version);
+    if (bin < 0)
+        return -bin;
+    int fd = openat(bin, "runsvc.sh", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        e = errno;
+    else if (!S_ISREG(st.st_mode) || st.st_size > RUNSVC_MAX)
+        e = EFBIG;
+    while (!e && got > 0 && n < sizeof(text))
+        if ((got = read(fd, text + n, sizeof(text) - n)) > 0)
+            n += (size_t)got;
+        else if (got < 0 && errno != EINTR)
+            e = errno;
+        else if (got < 0)
+            got = 1;
+    if (!e && n > RUNSVC_MAX)
+        e = EFBIG;
+    if (fd >= 0)
+        close(fd);
+    close(bin);
+    if (!e)
+        e = write_mode(dir, "runsvc.sh.poolgate-new", text, n, 0755);
+    if (!e && renameat(dir, "runsvc.sh.poolgate-new", dir, "runsvc.sh") < 0)
+        e = errno;
+    size_t len = strlen(unit);
+    if (!e && len + 2 > sizeof(name))
+        e = ENAMETOOLONG;
+    if (!e) {
+        memcpy(name, unit, len);
+        name[len] = '\n';
+        e = write_mode(dir, ".service.poolgate-new", name, len + 1, 0644);
+    }
+    if (!e && renameat(dir, ".service.poolgate-new", dir, ".service") < 0)
+        e = errno;
+    unlinkat(dir, "runsvc.sh.poolgate-new", 0);
+    unlinkat(dir, ".service.poolgate-new", 0);
+    return e;
+}
+
 /* The child's work (async-signal-safe calls only); returns an errno value. */
-static int child_work(const struct work *w)
+static int child_work(const struct work *w, struct report *rep)
 {
     int dir = open(w->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), e = 0;
     struct stat st;
@@ -290,10 +399,20 @@ static int child_work(const struct work *w)
         e = check_writable(dir);
     else if (!e && w->job == JOB_WRITE)
         e = write_all(dir, w->files);
+    else if (!e && w->job == JOB_SERVICE)
+        e = write_service(dir, w->unit);
+    else if (!e && w->job == JOB_UNSERVICE && unlinkat(dir, ".service", 0) < 0 && errno != ENOENT)
+        e = errno;
+    if (!e && w->job == JOB_VERSION) {
+        int bin = open_bin(dir, rep->version);
+        e = bin < 0 ? -bin : rep->version[0] ? 0 : ENODATA;
+        if (bin >= 0)
+            close(bin);
+    }
     for (int i = 0; !e && w->job == JOB_REMOVE && i < PG_AGENT_FILES; i++)
         if (unlinkat(dir, pg_agent_file_names[PG_AGENT_FILES - 1 - i], 0) < 0 && errno != ENOENT)
             e = errno;
-    if (!e && w->job != JOB_CHECK && fsync(dir) < 0)
+    if (!e && w->job != JOB_CHECK && w->job != JOB_VERSION && fsync(dir) < 0)
         e = errno;
     close(dir);
     return e;
@@ -301,7 +420,7 @@ static int child_work(const struct work *w)
 
 /* Wait for the child's word, at most CHILD_TIMEOUT_MS: the account it runs
  * as can stop it, or make its directory hang. */
-static int child_result(int fd, pid_t pid)
+static int child_result(int fd, pid_t pid, struct report *rep)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int e = EIO, n;
@@ -313,8 +432,11 @@ static int child_result(int fd, pid_t pid)
     if (n <= 0) {
         kill(pid, SIGKILL);
         e = ETIMEDOUT;
-    } else if (pg_read_all(fd, &e, sizeof(e)) < 0)
+    } else if (pg_read_all(fd, rep, sizeof(*rep)) < 0)
         e = EIO;
+    else
+        e = rep->e;
+    rep->version[sizeof(rep->version) - 1] = '\0';
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
     return e;
@@ -322,10 +444,17 @@ static int child_result(int fd, pid_t pid)
 
 /* The child reports its errno value over a pipe: a host process that
  * ignores SIGCHLD gets no exit status to read. */
-static int as_agent(const struct work *w, uid_t uid, gid_t gid, struct pg_error *err)
+static int as_agent(const struct work *w, uid_t uid, gid_t gid, struct report *rep,
+                    struct pg_error *err)
 {
-    static const char *const verbs[] = {"prepare", "write", "remove"};
+    static const char *const verbs[] = {"prepare",
+                                        "write",
+                                        "remove",
+                                        "read the version of",
+                                        "write the service files among",
+                                        "remove .service from"};
     int p[2], e;
+    memset(rep, 0, sizeof(*rep));
     if (pipe2(p, O_CLOEXEC) < 0)
         return pg_fail(err, PG_ERR_IO, "cannot make a pipe: %s", strerror(errno));
     pid_t pid = fork();
@@ -334,17 +463,24 @@ static int as_agent(const struct work *w, uid_t uid, gid_t gid, struct pg_error 
             _exit(1);
         closefrom(4);
         e = become(uid, gid);
-        e = e ? e : child_work(w);
-        _exit(pg_write_all(3, &e, sizeof(e)) == 0 ? 0 : 1);
+        rep->e = e ? e : child_work(w, rep);
+        _exit(pg_write_all(3, rep, sizeof(*rep)) == 0 ? 0 : 1);
     }
     close(p[1]);
-    e = pid > 0 ? child_result(p[0], pid) : errno;
+    e = pid > 0 ? child_result(p[0], pid, rep) : errno;
     close(p[0]);
     if (pid < 0)
         return pg_fail(err, PG_ERR_INTERNAL, "cannot fork: %s", strerror(e));
     if (e == ENOTOWNER)
         return pg_fail(err, PG_ERR_CONFIG, "%s is not owned by the agent account (uid %u)", w->dir,
                        (unsigned)uid);
+    if (e == ENODATA || (w->job == JOB_VERSION && (e == EINVAL || e == ENOENT || e == ENOTDIR)))
+        return pg_fail(err, PG_ERR_CONFIG, "%s/bin %s", w->dir,
+                       e == ENODATA   ? "is a directory, as in a fresh extract: its version is "
+                                        "recorded nowhere poolgate can read without running it"
+                       : e == EINVAL  ? "is a link, but not to bin.<version> beside it"
+                       : e == ENOTDIR ? "is not a directory"
+                                      : "is missing, or links to a directory that is not there");
     if (e)
         return pg_fail(err, PG_ERR_IO, "cannot %s the agent's files in %s as uid %u: %s",
                        verbs[w->job], w->dir, (unsigned)uid, strerror(e));
@@ -356,20 +492,23 @@ int pg_agent_files_check(const char *agent_dir, uid_t uid, gid_t gid, struct pg_
     if (uid == 0)
         return pg_fail(err, PG_ERR_CONFIG, "the agent account must not be root");
     struct work w = {.dir = agent_dir, .job = JOB_CHECK};
-    return as_agent(&w, uid, gid, err);
+    struct report rep;
+    return as_agent(&w, uid, gid, &rep, err);
 }
 
 int pg_agent_files_write(const char *agent_dir, uid_t uid, gid_t gid,
                          const struct pg_agent_files *f, struct pg_error *err)
 {
     struct work w = {.dir = agent_dir, .job = JOB_WRITE, .files = f};
-    return as_agent(&w, uid, gid, err);
+    struct report rep;
+    return as_agent(&w, uid, gid, &rep, err);
 }
 
 int pg_agent_files_remove(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err)
 {
     struct work w = {.dir = agent_dir, .job = JOB_REMOVE};
-    return as_agent(&w, uid, gid, err);
+    struct report rep;
+    return as_agent(&w, uid, gid, &rep, err);
 }
 
 bool pg_agent_registered(const char *agent_dir)
@@ -381,4 +520,23 @@ bool pg_agent_registered(const char *agent_dir)
     if (dir >= 0)
         close(dir);
     return yes;
+}
+
+int pg_agent_version_read(const char *agent_dir, uid_t uid, gid_t gid,
+                          char version[PG_AGENT_VERSION_MAX], struct pg_error *err)
+{
+    struct work w = {.dir = agent_dir, .job = JOB_VERSION};
+    struct report rep;
+    int r = as_agent(&w, uid, gid, &rep, err);
+    if (r == 0)
+        memcpy(version, rep.version, sizeof(rep.version));
+    return r;
+}
+
+int pg_agent_service_files(const char *agent_dir, uid_t uid, gid_t gid, const char *unit,
+                           struct pg_error *err)
+{
+    struct work w = {.dir = agent_dir, .job = unit ? JOB_SERVICE : JOB_UNSERVICE, .unit = unit};
+    struct report rep;
+    return as_agent(&w, uid, gid, &rep, err);
 }

@@ -73,6 +73,29 @@ int pg_agent_files_check(const char *agent_dir, uid_t uid, gid_t gid, struct pg_
 /* Remove the three files, as the agent account.  Absent files are fine. */
 int pg_agent_files_remove(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err);
 
+/* Room for a version string (N.N.N) and its NUL. */
+#define PG_AGENT_VERSION_MAX 32
+
+/*
+ * The agent's version as its layout shows it, read as the agent account
+ * without following any link and without running agent code: the link
+ * `bin` -> `bin.<version>` the agent's self-update leaves.  A fresh extract
+ * (`bin` a directory) records it nowhere readable: PG_ERR_CONFIG, as for a
+ * link elsewhere or to a missing directory; the message says which.
+ */
+int pg_agent_version_read(const char *agent_dir, uid_t uid, gid_t gid,
+                          char version[PG_AGENT_VERSION_MAX], struct pg_error *err);
+
+/*
+ * As the agent account, what the agent's own svc.sh leaves in agent_dir
+ * beside its unit: `runsvc.sh`, copied from the agent's bin directory
+ * (reached as pg_agent_version_read does), and `.service` naming the unit.
+ * With unit NULL, `.service` is removed (runsvc.sh stays, as svc.sh leaves
+ * it).
+ */
+int pg_agent_service_files(const char *agent_dir, uid_t uid, gid_t gid, const char *unit,
+                           struct pg_error *err);
+
 /* Whether agent_dir holds a `.agent` (a regular file, not followed). */
 bool pg_agent_registered(const char *agent_dir);
 

@@ -101,6 +101,9 @@ static const struct key keys[] = {
     {"resource", K_STRING, F(resource), 0, 0, NULL},
     {"assertion_algorithm", K_ENUM, F(assertion_algorithm), 0, 0, assertion_names},
     {"imds_endpoint", K_STRING, F(imds_endpoint), 0, 0, NULL},
+    {"agent_service", K_BOOL, F(agent_service), 0, 0, NULL},
+    {"systemd_unit_dir", K_PATH, F(systemd_unit_dir), 0, 0, NULL},
+    {"systemctl", K_PATH, F(systemctl), 0, 0, NULL},
 };
 #undef F
 
@@ -439,6 +442,8 @@ static int set_defaults(struct pg_config *cfg)
         {offsetof(struct pg_config, cache_dir), "/var/cache/poolgate"},
         {offsetof(struct pg_config, pool), "Default"},
         {offsetof(struct pg_config, devops_scope), "499b84ac-1321-427f-aa17-267ca6975798/.default"},
+        {offsetof(struct pg_config, systemd_unit_dir), "/etc/systemd/system"},
+        {offsetof(struct pg_config, systemctl), "/usr/bin/systemctl"},
     };
     for (size_t i = 0; i < PG_ARRAY_SIZE(strings); i++)
         if (!(*(char **)((char *)cfg + strings[i].offset) = strdup(strings[i].value)))

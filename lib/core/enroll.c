@@ -18,6 +18,7 @@
 #include "agentfiles.h"
 #include "enroll.h"
 #include "internal.h"
+#include "service.h"
 
 /* Extra time for the helper beyond login_timeout (its own deadline). */
 #define HELPER_SLACK_MS 30000
@@ -55,8 +56,6 @@ static int settings_ok(const struct pg_config *cfg, struct pg_error *err)
         return pg_fail(err, PG_ERR_CONFIG, "organization_url is not set in the configuration");
     if (!cfg->agent_dir)
         return pg_fail(err, PG_ERR_CONFIG, "agent_dir is not set in the configuration");
-    if (!cfg->agent_version)
-        return pg_fail(err, PG_ERR_CONFIG, "agent_version is not set in the configuration");
     int fd = open(cfg->agent_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", cfg->agent_dir, strerror(errno));
@@ -83,6 +82,22 @@ int pg_helper_not_agent(const struct pg_config *cfg, uid_t helper_uid, uid_t age
     return 0;
 }
 
+/* agent_version, or (unset) what the agent's layout shows, read as the
+ * agent account. */
+static int agent_version(const struct pg_enroll *e, char version[PG_AGENT_VERSION_MAX],
+                         struct pg_error *err)
+{
+    struct pg_error why = {0};
+    if (e->cfg->agent_version) {
+        snprintf(version, PG_AGENT_VERSION_MAX, "%s", e->cfg->agent_version);
+        return 0;
+    }
+    if (pg_agent_version_read(e->cfg->agent_dir, e->uid, e->gid, version, &why) == 0)
+        return 0;
+    return pg_fail(err, PG_ERR_CONFIG, "agent_version is not set in the configuration, and %s",
+                   why.msg);
+}
+
 /* Everything local that a pool change needs, checked before the pool is
  * touched; the agent's name in `name`. */
 static int preconditions(const struct pg_enroll *e, char *name, size_t namesz, struct pg_error *err)
@@ -98,8 +113,8 @@ static int preconditions(const struct pg_enroll *e, char *name, size_t namesz, s
 }
 
 /* The request: who, what to register, and the public key. */
-static json_t *register_request(const struct pg_enroll *e, const char *name, EVP_PKEY *key,
-                                struct pg_error *err)
+static json_t *register_request(const struct pg_enroll *e, const char *name, const char *version,
+                                EVP_PKEY *key, struct pg_error *err)
 {
     struct utsname u;
     char host[256] = "", os[600];
@@ -112,12 +127,12 @@ static json_t *register_request(const struct pg_enroll *e, const char *name, EVP
     host[strcspn(host, ".")] = '\0';
     snprintf(os, sizeof(os), "%s %s %s", u.sysname, u.release, u.version);
     if (pg_agent_public_key(key, &modulus, &exponent, err) == 0 &&
-        !(req = json_pack("{s:s, s:I, s:b, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:{s:s, s:s}}",
-                          "config", e->config_path, "uid", (json_int_t)e->uid, "replace",
-                          e->replace, "agent", "name", name, "version", e->cfg->agent_version,
-                          "os_description", os, "os_architecture", architecture(u.machine),
-                          "computer_name", host, "home_directory", e->cfg->agent_dir, "public_key",
-                          "modulus", modulus, "exponent", exponent)))
+        !(req =
+              json_pack("{s:s, s:I, s:b, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:{s:s, s:s}}", "config",
+                        e->config_path, "uid", (json_int_t)e->uid, "replace", e->replace, "agent",
+                        "name", name, "version", version, "os_description", os, "os_architecture",
+                        architecture(u.machine), "computer_name", host, "home_directory",
+                        e->cfg->agent_dir, "public_key", "modulus", modulus, "exponent", exponent)))
         pg_fail(err, PG_ERR_NOMEM, "out of memory");
     free(modulus);
     free(exponent);
@@ -173,16 +188,37 @@ static void identity_from(json_t *done, struct pg_enrolled *out)
     pg_printable(out->name, sizeof(out->name), name);
 }
 
+/* The pool change is made whatever the service does after it: a failure
+ * there is reported beside the success, not as the outcome. */
+static void service_after(int r, const struct pg_error *why, struct pg_enrolled *out)
+{
+    if (r < 0)
+        snprintf(out->service_error, sizeof(out->service_error), "%s",
+                 why->msg[0] ? why->msg : pg_strerror(r));
+}
+
+/* The change failed after the agent was stopped: its files are as they
+ * were, so it runs again. */
+static void resume(const struct pg_enroll *e, struct pg_enrolled *out)
+{
+    struct pg_error why = {0};
+    service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_RESUME, &why), &why, out);
+}
+
 int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err)
 {
+    struct pg_error why = {0};
+    int running = 0;
     EVP_PKEY *key = NULL;
     json_t *done = NULL;
     struct pg_agent_settings s;
     struct pg_agent_files files = {0};
-    char name[257];
+    char name[257], version[PG_AGENT_VERSION_MAX];
     memset(out, 0, sizeof(*out));
     json_t *unattended = e->unattended ? json_object() : NULL;
     int r = preconditions(e, name, sizeof(name), err);
+    if (r == 0)
+        r = agent_version(e, version, err);
     if (r == 0 && e->unattended && !unattended)
         r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
     /* The credential's checks (and assertions) before the key: a bad
@@ -192,8 +228,12 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
                                    err);
     if (r == 0)
         r = pg_agent_key_new(&key, err);
+    /* A replacement changes the agent's credentials: it stops first. */
+    if (r == 0 && e->replace &&
+        (running = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err)) < 0)
+        r = running;
     if (r == 0) {
-        json_t *req = register_request(e, name, key, err);
+        json_t *req = register_request(e, name, version, key, err);
         r = req ? 0 : PG_ERR_NOMEM;
         if (r == 0 && unattended && json_object_update(req, unattended) < 0)
             r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
@@ -214,6 +254,11 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
         r = pg_agent_files_render(key, &s, &files, err);
     if (r == 0)
         r = pg_agent_files_write(e->cfg->agent_dir, e->uid, e->gid, &files, err);
+    if (r == 0)
+        service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_AFTER_REGISTER, &why),
+                      &why, out);
+    if (r < 0 && running > 0)
+        resume(e, out);
     pg_agent_files_clear(&files);
     json_decref(done);
     EVP_PKEY_free(key);
@@ -222,10 +267,16 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
 
 int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err)
 {
+    struct pg_error why = {0};
     json_t *done = NULL;
     char name[257];
     memset(out, 0, sizeof(*out));
-    int r = preconditions(e, name, sizeof(name), err);
+    int running = 0, r = preconditions(e, name, sizeof(name), err);
+    /* The agent stops before it is removed from the pool: nothing changes
+     * when it cannot be stopped. */
+    if (r == 0 &&
+        (running = pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_BEFORE_CHANGE, err)) < 0)
+        r = running;
     if (r == 0) {
         json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
                                 (json_int_t)e->uid, "agent", "name", name);
@@ -241,6 +292,11 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     }
     if (r == 0)
         r = pg_agent_files_remove(e->cfg->agent_dir, e->uid, e->gid, err);
+    if (r == 0)
+        service_after(pg_service_hook(e->cfg, e->uid, e->gid, PG_SERVICE_AFTER_UNREGISTER, &why),
+                      &why, out);
+    if (r < 0 && running > 0)
+        resume(e, out);
     json_decref(done);
     return r;
 }

@@ -52,6 +52,9 @@ struct pg_enrolled {
     char oid[64];
     char tid[64];
     char name[128];
+    /* agent_service: why the unit could not be (un)installed or started
+     * after the pool change succeeded; "" when it was. */
+    char service_error[PG_ERROR_MAX];
 };
 
 /* agent_name, or the short host name when it is not set. */
@@ -70,10 +73,16 @@ int pg_helper_not_agent(const struct pg_config *cfg, uid_t helper_uid, uid_t age
                         struct pg_error *err);
 
 /* Register (or with `replace`, re-register) the agent and write its files.
- * A failure leaves any files already in agent_dir as they were. */
+ * A failure leaves any files already in agent_dir as they were.  With
+ * agent_service, a replacement stops the agent's unit before the pool is
+ * touched, and a success installs and restarts it (service_error says
+ * when that failed).  agent_version unset: the version in the agent's
+ * layout (pg_agent_version_read), else PG_ERR_CONFIG. */
 int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err);
 
-/* Remove the agent from its pool, then its files. */
+/* Remove the agent from its pool, then its files.  With agent_service,
+ * its unit is stopped first (a failure there changes nothing) and
+ * uninstalled after. */
 int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_error *err);
 
 /* What the audit line of a pool change names. */

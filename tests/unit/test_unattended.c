@@ -26,6 +26,7 @@
 #include "http.h"
 #include "internal.h"
 #include "poolgate/poolgate.h"
+#include "testkit.h"
 #include "unattended.h"
 
 #define CLIENT "7f3b2a10-5c4d-4e8f-9a1b-2c3d4e5f6a70"
@@ -114,13 +115,8 @@ static json_t *imds_log(void)
 
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = calloc(1, 65536);
+    char *buf = tk_slurp(path);
     assert_non_null(buf);
-    size_t n = fread(buf, 1, 65535, f);
-    fclose(f);
-    buf[n] = '\0';
     return buf;
 }
 

@@ -31,6 +31,19 @@ static inline EVP_PKEY *tk_key(const char *name)
     return k;
 }
 
+/* A whole file of at most 64 KiB, NUL-terminated (the caller frees it);
+ * NULL when it cannot be read. */
+static inline char *tk_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = f ? calloc(1, 65536) : NULL;
+    if (buf)
+        buf[fread(buf, 1, 65535, f)] = '\0';
+    if (f)
+        fclose(f);
+    return buf;
+}
+
 static inline char *tk_b64url(const unsigned char *in, size_t len)
 {
     static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -137,8 +137,11 @@ struct pg_config {
     char *resource;        /* RFC 8707 resource indicator for the sign-in and refresh; NULL: none */
     enum pg_assertion_alg assertion_algorithm; /* client_certificate's assertions */
     char *imds_endpoint;                       /* NULL: the link-local instance metadata endpoint */
-    long sign_in_max_age; /* -1: unset; else the age in seconds past which a stored
-                             set's device sign-in no longer counts (nor refreshes) */
+    long sign_in_max_age;   /* -1: unset; else the age in seconds past which a stored
+                               set's device sign-in no longer counts (nor refreshes) */
+    bool agent_service;     /* register/unregister manage the agent's systemd unit */
+    char *systemd_unit_dir; /* where the unit is written (/etc/systemd/system) */
+    char *systemctl;        /* the systemctl program run (/usr/bin/systemctl) */
 };
 
 /*
