@@ -14,14 +14,24 @@ struct helper {
     bool qr; /* ask for a QR code of the sign-in address with the prompt */
 };
 
+/* An identity provider's refusal, as DONE's `provider` member tells it
+ * (filtered for the terminal and the log). */
+struct refusal {
+    char cls[32];         /* conditional_access, refresh_invalid, config_error, ... */
+    char code[24];        /* AADSTSnnnnn, or the OAuth error code */
+    char correlation[40]; /* for a support ticket; may be empty */
+    char fix[512];        /* what the administrator can do; may be empty */
+};
+
 /*
  * Send one request of `type` to a fresh helper, show PROMPT events on
  * stderr, and return the status of its DONE message (the CLI's exit codes
  * 0-3) with its message in msg and, when token is not NULL, the gate token
  * it returned (NULL if none; release with pg_free_secret); -1 when the
- * helper could not be run or broke the protocol.
+ * helper could not be run or broke the protocol.  When ref is not NULL it
+ * is filled from DONE's `provider` member (cls empty when there is none).
  */
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token);
+                    char **token, struct refusal *ref);
 
 #endif

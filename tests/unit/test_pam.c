@@ -638,7 +638,7 @@ static void test_code_expires(void **state)
     int r = auth("pg-reauth", &op);
     configure("expires_in", "900");
     assert_int_equal(r, PAM_AUTH_ERR);
-    assert_non_null(strstr(op.text, "expires in 1 minute)"));
+    assert_non_null(strstr(op.text, "valid for 1 minute)"));
     assert_no_children();
 }
 
