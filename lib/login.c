@@ -60,7 +60,7 @@ static bool refusal(const struct pg_http_opts *http, const struct pg_http_respon
                 res->status, what);
     } else if (refused)
         pg_idp_error_fail(&e, err);
-    if (refused)
+    if (refused && res->status < 500) /* (a 5xx is a failure, not a refusal) */
         record(http, &e);
     json_decref(doc);
     return refused;
