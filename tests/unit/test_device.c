@@ -140,6 +140,9 @@ static void test_entra_errors(void **state)
                   PG_IDP_REFRESH);
     assert_int_equal(e.cls, PG_IDP_REFRESH_INVALID);
     assert_true(e.drop_refresh);
+    e = idp_parse("{\"error\":\"invalid_request\",\"error_codes\":[90002]}", PG_IDP_DEVICE_CODE);
+    assert_int_equal(e.cls, PG_IDP_CONFIG);
+    assert_int_equal(e.code, PG_ERR_CONFIG);
     e = idp_parse("{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000218: x\"}",
                   PG_IDP_POLL);
     assert_int_equal(e.cls, PG_IDP_CONFIG);
