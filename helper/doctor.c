@@ -386,8 +386,9 @@ static bool find_setting(const char *path, const char *key, const char *want, in
             char pattern[600];
             glob_t g = {0};
             snprintf(pattern, sizeof(pattern), "%s%s", arg[0] == '/' ? "" : "/etc/ssh/", arg);
-            for (size_t i = 0; glob(pattern, 0, NULL, &g) == 0 && !found && i < g.gl_pathc; i++)
-                found = find_setting(g.gl_pathv[i], key, want, depth - 1, out, outsz);
+            if (glob(pattern, 0, NULL, &g) == 0)
+                for (size_t i = 0; !found && i < g.gl_pathc; i++)
+                    found = find_setting(g.gl_pathv[i], key, want, depth - 1, out, outsz);
             globfree(&g);
         }
     }

@@ -33,26 +33,9 @@ static void show_prompt(json_t *p)
     fputs("Waiting for the sign-in to complete...\n", stderr);
 }
 
-static void take_refusal(json_t *p, struct refusal *ref)
-{
-    json_t *o = json_object_get(p, "provider");
-    json_t *n = json_object_get(o, "aadsts");
-    memset(ref, 0, sizeof(*ref));
-    if (!json_is_object(o))
-        return;
-    pg_printable(ref->cls, sizeof(ref->cls), json_string_value(json_object_get(o, "class")));
-    if (json_is_integer(n))
-        snprintf(ref->code, sizeof(ref->code), "AADSTS%lld", (long long)json_integer_value(n));
-    else
-        pg_printable(ref->code, sizeof(ref->code), json_string_value(json_object_get(o, "error")));
-    pg_printable(ref->correlation, sizeof(ref->correlation),
-                 json_string_value(json_object_get(o, "correlation_id")));
-    pg_printable(ref->fix, sizeof(ref->fix), json_string_value(json_object_get(o, "fix")));
-}
-
 /* Read events until DONE; returns its status, or -1 with msg set. */
 static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **token,
-                       struct refusal *ref)
+                       struct pg_refusal *ref)
 {
     for (;;) {
         enum pg_msg_type type;
@@ -73,7 +56,7 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **tok
                  status < 0 ? "helper protocol: unexpected message"
                             : json_string_value(json_object_get(p, "message")));
         if (ref)
-            take_refusal(p, ref);
+            pg_refusal_from_done(p, ref);
         if (token && json_is_string(tok) && status == 0 &&
             !(*token = strdup(json_string_value(tok))))
             status = -1;
@@ -84,7 +67,7 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **tok
 }
 
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token, struct refusal *ref)
+                    char **token, struct pg_refusal *ref)
 {
     struct pg_helper ph = {
         .path = h->path, .uid = h->uid, .gid = h->gid, .stderr_fd = STDERR_FILENO};

@@ -7,20 +7,13 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "entra_errors.h"
+
 struct helper {
     const char *path; /* absolute path of poolgate-helper */
     uid_t uid;        /* the account it runs as (and that owns the store) */
     gid_t gid;
     bool qr; /* ask for a QR code of the sign-in address with the prompt */
-};
-
-/* An identity provider's refusal, as DONE's `provider` member tells it
- * (filtered for the terminal and the log). */
-struct refusal {
-    char cls[32];         /* conditional_access, refresh_invalid, config_error, ... */
-    char code[24];        /* AADSTSnnnnn, or the OAuth error code */
-    char correlation[40]; /* for a support ticket; may be empty */
-    char fix[512];        /* what the administrator can do; may be empty */
 };
 
 /*
@@ -32,6 +25,6 @@ struct refusal {
  * is filled from DONE's `provider` member (cls empty when there is none).
  */
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token, struct refusal *ref);
+                    char **token, struct pg_refusal *ref);
 
 #endif

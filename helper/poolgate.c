@@ -273,7 +273,7 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
  * (with the administrator's fix when the provider's refusal has one). */
 static int ask_helper_why(const struct globals *g, const struct helper *h, int type, uid_t uid,
                           bool unknown_kid, char **token, char *msg, size_t msgsz,
-                          struct refusal *ref)
+                          struct pg_refusal *ref)
 {
     json_t *req = json_pack("{s:s, s:I, s:b}", "config", g->config_path, "uid", (json_int_t)uid,
                             "unknown_kid", unknown_kid);
@@ -299,7 +299,7 @@ static int ask_helper(const struct globals *g, const struct helper *h, int type,
 
 /* One audit line per sign-in; a refusal names the provider's code and its
  * correlation id (what a support ticket needs), never a token. */
-static void audit_login(uid_t uid, int rc, const char *reason, const struct refusal *ref)
+static void audit_login(uid_t uid, int rc, const char *reason, const struct pg_refusal *ref)
 {
     char why[PG_ERROR_MAX];
     pg_printable(why, sizeof(why), rc == EXIT_OK ? "ok" : reason);
@@ -478,7 +478,7 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     uid_t uid = 0;
     int r = user_command(g, "login", argc, argv, 0, &a, &cfg, &h, &uid);
     char *gate = NULL, msg[PG_ERROR_MAX] = "";
-    struct refusal ref = {0};
+    struct pg_refusal ref = {0};
     bool asked = r == 0;
     if (r == 0)
         r = ask_helper_why(g, &h, PG_MSG_LOGIN, uid, false, &gate, msg, sizeof(msg), &ref);

@@ -272,3 +272,19 @@ int pg_idp_error_fail(const struct pg_idp_error *e, struct pg_error *err)
         return pg_fail(err, e->code, "%s: %s", e->reason, detail);
     }
 }
+
+void pg_refusal_from_done(json_t *done, struct pg_refusal *f)
+{
+    json_t *o = json_object_get(done, "provider"), *n = json_object_get(o, "aadsts");
+    memset(f, 0, sizeof(*f));
+    if (!json_is_object(o))
+        return;
+    pg_printable(f->cls, sizeof(f->cls), json_string_value(json_object_get(o, "class")));
+    if (json_is_integer(n))
+        snprintf(f->code, sizeof(f->code), "AADSTS%lld", (long long)json_integer_value(n));
+    else
+        pg_printable(f->code, sizeof(f->code), json_string_value(json_object_get(o, "error")));
+    pg_printable(f->correlation, sizeof(f->correlation),
+                 json_string_value(json_object_get(o, "correlation_id")));
+    pg_printable(f->fix, sizeof(f->fix), json_string_value(json_object_get(o, "fix")));
+}

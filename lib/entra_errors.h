@@ -77,4 +77,18 @@ void pg_idp_error_detail(const struct pg_idp_error *e, char *out, size_t outsz);
  */
 int pg_idp_error_fail(const struct pg_idp_error *e, struct pg_error *err);
 
+/*
+ * A refusal as the helper's DONE tells it (`provider`: docs/helper-protocol.md),
+ * read back by the CLI and the module: every member filtered again, empty
+ * when absent.
+ */
+struct pg_refusal {
+    char cls[32];         /* conditional_access, refresh_invalid, config_error, ... */
+    char code[24];        /* AADSTSnnnnn, or the OAuth error code */
+    char correlation[40]; /* for a support ticket */
+    char fix[512];        /* what the administrator can do */
+};
+
+void pg_refusal_from_done(json_t *done, struct pg_refusal *out);
+
 #endif

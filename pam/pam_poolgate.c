@@ -30,6 +30,7 @@
 
 #include "agentfiles.h"
 #include "enroll.h"
+#include "entra_errors.h"
 #include "gate.h"
 #include "internal.h"
 #include "pg-build-config.h"
@@ -54,11 +55,6 @@ struct args {
     int qr;     /* enum pg_qr, or -1: from the config */
 };
 
-/* An identity provider's refusal as DONE's `provider` member tells it. */
-struct refusal {
-    char cls[32], code[24], correlation[40], fix[512];
-};
-
 struct gate {
     pam_handle_t *pamh;
     struct args a;
@@ -71,7 +67,7 @@ struct gate {
     const char *via;         /* how the token was obtained, for the audit line */
     struct pg_verify_result res;
     char reason[PG_ERROR_MAX];
-    struct refusal refusal; /* the provider's, from the helper's last DONE */
+    struct pg_refusal refusal; /* the provider's, from the helper's last DONE */
 };
 
 /* ---- arguments ---------------------------------------------------------- */
@@ -239,28 +235,12 @@ static int from_status(int status)
     return status >= 0 && status <= 3 ? codes[status] : PG_ERR_PROTOCOL;
 }
 
-/* DONE's `provider`: the class, AADSTS number (or error code), correlation
- * id and the administrator's fix of a refusal, filtered. */
-static void read_refusal(struct refusal *f, json_t *p)
-{
-    json_t *o = json_object_get(p, "provider"), *n = json_object_get(o, "aadsts");
-    memset(f, 0, sizeof(*f));
-    pg_printable(f->cls, sizeof(f->cls), json_string_value(json_object_get(o, "class")));
-    if (json_is_integer(n))
-        snprintf(f->code, sizeof(f->code), "AADSTS%lld", (long long)json_integer_value(n));
-    else
-        pg_printable(f->code, sizeof(f->code), json_string_value(json_object_get(o, "error")));
-    pg_printable(f->correlation, sizeof(f->correlation),
-                 json_string_value(json_object_get(o, "correlation_id")));
-    pg_printable(f->fix, sizeof(f->fix), json_string_value(json_object_get(o, "fix")));
-}
-
 static int read_done(struct gate *g, json_t *p, char **token)
 {
     json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
     int r = json_is_integer(st) ? from_status((int)json_integer_value(st)) : PG_ERR_PROTOCOL;
     pg_printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
-    read_refusal(&g->refusal, p);
+    pg_refusal_from_done(p, &g->refusal);
     if (r == 0 && token) {
         r = json_is_string(tok) ? 0 : PG_ERR_PROTOCOL;
         if (r == 0 && !(*token = strdup(json_string_value(tok))))
