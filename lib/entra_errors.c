@@ -147,7 +147,7 @@ static long description_code(const char *d, const char **rest)
     *rest = d;
     if (!d || strncmp(d, "AADSTS", 6) != 0)
         return -1;
-    while (isdigit((unsigned char)d[i]) && i < 13)
+    while (i < 13 && isdigit((unsigned char)d[i]))
         n = n * 10 + (d[i++] - '0');
     if (i == 6 || d[i] != ':')
         return -1;
