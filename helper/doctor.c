@@ -8,11 +8,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -368,39 +370,95 @@ static bool kbd_always(const char *methods)
     return strcmp(methods, "any") != 0;
 }
 
+/* One file of sshd's configuration, Include lines followed where they stand
+ * (up to `depth` levels): the first line setting `key` (to a value other
+ * than `want`, when given) goes to out as "FILE:LINE". */
+static bool find_setting(const char *path, const char *key, const char *want, int depth, char *out,
+                         size_t outsz)
+{
+    FILE *fp = fopen(path, "re");
+    char line[1024], word[64], arg[512];
+    bool found = false;
+    for (int n = 1; fp && !found && fgets(line, sizeof(line), fp); n++) {
+        arg[0] = '\0';
+        if (sscanf(line, " %63s %511s", word, arg) < 1 || word[0] == '#')
+            continue;
+        if (strcasecmp(word, key) == 0 && (!want || strcasecmp(arg, want) != 0)) {
+            snprintf(out, outsz, "%s:%d", path, n);
+            found = true;
+        } else if (depth > 0 && strcasecmp(word, "Include") == 0 && arg[0]) {
+            char pattern[600];
+            glob_t g = {0};
+            snprintf(pattern, sizeof(pattern), "%s%s", arg[0] == '/' ? "" : "/etc/ssh/", arg);
+            if (glob(pattern, 0, NULL, &g) == 0)
+                for (size_t i = 0; !found && i < g.gl_pathc; i++)
+                    found = find_setting(g.gl_pathv[i], key, want, depth - 1, out, outsz);
+            globfree(&g);
+        }
+    }
+    if (fp)
+        fclose(fp);
+    return found;
+}
+
+/*
+ * Where to change `key` in sshd's configuration: the line that sets it
+ * (sshd keeps the first value it reads; with `want`, the first line that
+ * sets another value, which may be in a Match block or a drop-in), else
+ * the main file.  For the fix's wording only: sshd -T has the real value.
+ */
+static void where_set(const struct doctor *d, const char *key, const char *want, char *out,
+                      size_t outsz)
+{
+    const char *main_file = d->o->sshd_config ? d->o->sshd_config : "/etc/ssh/sshd_config";
+    if (!find_setting(main_file, key, want, 2, out, outsz))
+        snprintf(out, outsz, "%s", main_file);
+}
+
 static void sshd_for(struct doctor *d, const char *user)
 {
-    char why[256] = "", v[512];
+    char why[256] = "", v[512], file[1100];
     char *out = sshd_settings(d, user, why, sizeof(why));
+    int before = d->fails;
     if (!out) {
         say(d, "fail", "sshd: %s -T failed: %s", d->o->sshd, why[0] ? why : "no output");
         return;
     }
     const char *who = user ? user : "every account";
-    if (!setting(out, "usepam", v, sizeof(v)) || strcmp(v, "yes") != 0)
-        say(d, "fail", "sshd: UsePAM is not yes: set UsePAM yes in /etc/ssh/sshd_config");
-    else if (!setting(out, "kbdinteractiveauthentication", v, sizeof(v)) || strcmp(v, "yes") != 0)
-        say(d, "fail",
-            "sshd: KbdInteractiveAuthentication is not yes: set it in "
-            "/etc/ssh/sshd_config (the code is shown through it)");
-    else {
-        long grace = setting(out, "logingracetime", v, sizeof(v)) ? strtol(v, NULL, 10) : 120;
-        if (grace > 0 && grace < d->cfg->login_timeout)
-            say(d, "fail",
-                "sshd: LoginGraceTime %ld is shorter than login_timeout %ld: raise "
-                "LoginGraceTime in /etc/ssh/sshd_config",
-                grace, d->cfg->login_timeout);
-        else if (!setting(out, "authenticationmethods", v, sizeof(v)) || !kbd_always(v))
-            say(d, "warn",
-                "sshd: %s can log in without the sign-in (AuthenticationMethods %s): "
-                "set AuthenticationMethods keyboard-interactive in a Match User block",
-                who, setting(out, "authenticationmethods", v, sizeof(v)) ? v : "any");
-        else
-            say(d, "ok",
-                "sshd: UsePAM yes, KbdInteractiveAuthentication yes, LoginGraceTime %ld, "
-                "AuthenticationMethods %s for %s",
-                grace, v, who);
+    if (!setting(out, "usepam", v, sizeof(v)) || strcmp(v, "yes") != 0) {
+        where_set(d, "UsePAM", "yes", file, sizeof(file));
+        say(d, "fail", "sshd: UsePAM is not yes: set UsePAM yes in %s", file);
     }
+    if (!setting(out, "kbdinteractiveauthentication", v, sizeof(v)) || strcmp(v, "yes") != 0) {
+        where_set(d, "KbdInteractiveAuthentication", "yes", file, sizeof(file));
+        say(d, "fail",
+            "sshd: KbdInteractiveAuthentication is not yes for %s: set it to yes in %s (the "
+            "code is shown through it)",
+            who, file);
+    }
+    /* 0 is no limit; sshd cuts a login off at LoginGraceTime, code or not. */
+    long grace = setting(out, "logingracetime", v, sizeof(v)) ? strtol(v, NULL, 10) : 120;
+    if (grace > 0 && grace < d->cfg->login_timeout) {
+        where_set(d, "LoginGraceTime", NULL, file, sizeof(file));
+        say(d, "fail",
+            "sshd: LoginGraceTime %ld is shorter than login_timeout %ld: raise LoginGraceTime "
+            "in %s",
+            grace, d->cfg->login_timeout, file);
+    }
+    if (d->fails != before) {
+        free(out);
+        return;
+    }
+    if (!setting(out, "authenticationmethods", v, sizeof(v)) || !kbd_always(v))
+        say(d, "warn",
+            "sshd: %s can log in without the sign-in (AuthenticationMethods %s): "
+            "set AuthenticationMethods keyboard-interactive in a Match User block",
+            who, setting(out, "authenticationmethods", v, sizeof(v)) ? v : "any");
+    else
+        say(d, "ok",
+            "sshd: UsePAM yes, KbdInteractiveAuthentication yes, LoginGraceTime %ld, "
+            "AuthenticationMethods %s for %s",
+            grace, v, who);
     free(out);
 }
 

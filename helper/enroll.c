@@ -56,6 +56,8 @@ static int devops_token(struct request *q, char **token)
     }
     if (r == 0)
         *token = TAKE_PTR(fresh.access_token);
+    if (r < 0 && q->refusal.drop_refresh) /* expired, revoked: keep nothing unusable */
+        drop_refused_refresh(dir, set.refresh_token);
     pg_store_unlock(lock);
     close(dir);
 out:

@@ -18,10 +18,13 @@ static void show_prompt(json_t *p)
     char uri[512], code[96];
     pg_printable(uri, sizeof(uri), json_string_value(json_object_get(p, "verification_uri")));
     pg_printable(code, sizeof(code), json_string_value(json_object_get(p, "user_code")));
-    long minutes = (long)(json_integer_value(json_object_get(p, "expires_in")) + 59) / 60;
+    /* valid_for: the code's life or login_timeout, whichever ends first. */
+    json_t *valid = json_object_get(p, "valid_for");
+    json_int_t s = json_integer_value(valid ? valid : json_object_get(p, "expires_in"));
+    long minutes = (long)((s < 0 ? 0 : s > 86400 ? 86400 : s) + 59) / 60;
     fprintf(stderr,
             "To sign in, open %s in a web browser and enter the code %s\n"
-            "(the code expires in %ld minute%s).\n",
+            "(the code is valid for %ld minute%s).\n",
             uri, code, minutes, minutes == 1 ? "" : "s");
     /* The helper drew the QR code itself from the address: blocks and newlines only. */
     const char *qr = json_string_value(json_object_get(p, "qr"));
@@ -31,7 +34,8 @@ static void show_prompt(json_t *p)
 }
 
 /* Read events until DONE; returns its status, or -1 with msg set. */
-static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **token)
+static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **token,
+                       struct pg_refusal *ref)
 {
     for (;;) {
         enum pg_msg_type type;
@@ -51,6 +55,8 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **tok
         snprintf(msg, msgsz, "%s",
                  status < 0 ? "helper protocol: unexpected message"
                             : json_string_value(json_object_get(p, "message")));
+        if (ref)
+            pg_refusal_from_done(p, ref);
         if (token && json_is_string(tok) && status == 0 &&
             !(*token = strdup(json_string_value(tok))))
             status = -1;
@@ -61,7 +67,7 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **tok
 }
 
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token)
+                    char **token, struct pg_refusal *ref)
 {
     struct pg_helper ph = {
         .path = h->path, .uid = h->uid, .gid = h->gid, .stderr_fd = STDERR_FILENO};
@@ -69,12 +75,14 @@ int helper_exchange(const struct helper *h, int type, json_t *request, char *msg
     int status = -1;
     if (token)
         *token = NULL;
+    if (ref)
+        memset(ref, 0, sizeof(*ref));
     if (h->qr && json_object_set_new(request, "qr", json_true()) < 0)
         snprintf(msg, msgsz, "out of memory");
     else if (pg_helper_start(&ph, (enum pg_msg_type)type, request, &err) < 0)
         snprintf(msg, msgsz, "%s", err.msg);
     else
-        status = read_events(&ph, msg, msgsz, token);
+        status = read_events(&ph, msg, msgsz, token, ref);
     int ws = pg_helper_stop(&ph, status < 0);
     if (status < 0 && ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) >= 126)
         snprintf(msg, msgsz, "cannot run the helper %s as its account", h->path);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "entra_errors.h"
+
 struct helper {
     const char *path; /* absolute path of poolgate-helper */
     uid_t uid;        /* the account it runs as (and that owns the store) */
@@ -19,9 +21,10 @@ struct helper {
  * stderr, and return the status of its DONE message (the CLI's exit codes
  * 0-3) with its message in msg and, when token is not NULL, the gate token
  * it returned (NULL if none; release with pg_free_secret); -1 when the
- * helper could not be run or broke the protocol.
+ * helper could not be run or broke the protocol.  When ref is not NULL it
+ * is filled from DONE's `provider` member (cls empty when there is none).
  */
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token);
+                    char **token, struct pg_refusal *ref);
 
 #endif

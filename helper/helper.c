@@ -214,8 +214,11 @@ static char *render_qr(const char *text)
 static int prompt_event(void *ctx, const struct pg_device_auth *a)
 {
     const struct request *q = ctx;
-    json_t *o = json_pack("{s:s, s:s, s:I}", "verification_uri", a->verification_uri, "user_code",
-                          a->user_code, "expires_in", (json_int_t)a->expires_in);
+    /* How long the operator has: the code's life, or login_timeout when shorter. */
+    long valid = a->expires_in < q->cfg->login_timeout ? a->expires_in : q->cfg->login_timeout;
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "verification_uri", a->verification_uri,
+                          "user_code", a->user_code, "expires_in", (json_int_t)a->expires_in,
+                          "valid_for", (json_int_t)valid);
     if (o && a->message)
         json_object_set_new(o, "message", json_string(a->message));
     char *qr = o && q->qr ? render_qr(a->verification_uri) : NULL;
@@ -330,6 +333,8 @@ static int do_refresh(struct request *q)
     fresh.signed_in_at = old.signed_in_at; /* a refresh is no sign-in */
     if (r == 0)
         r = pg_store_write(dir, &fresh, &q->err);
+    if (r < 0 && q->refusal.drop_refresh) /* expired, revoked: keep nothing unusable */
+        drop_refused_refresh(dir, old.refresh_token);
     pg_store_unlock(lock);
     close(dir);
     if (r == 0)
@@ -408,7 +413,8 @@ static int parse_request(json_t *p, struct request *q)
         q->http = (struct pg_http_opts){.ca_file = q->cfg->ca_file,
                                         .proxy = q->cfg->proxy,
                                         .timeout = q->cfg->http_timeout,
-                                        .max_bytes = PG_HTTP_MAX_TOKEN_RESPONSE};
+                                        .max_bytes = PG_HTTP_MAX_TOKEN_RESPONSE,
+                                        .refusal = &q->refusal};
     return r;
 }
 
@@ -466,6 +472,9 @@ int main(void)
         json_object_set_new(done, "token", json_string(q.token));
     if (done && r == 0 && q.result && json_object_update(done, q.result) < 0)
         json_decref(TAKE_PTR(done));
+    /* A refusal by the provider: its class, number and the administrator's fix. */
+    if (done && r < 0 && q.refusal.cls != PG_IDP_NONE)
+        json_object_set_new(done, "provider", refusal_json(&q));
     int w = done ? pg_msg_write(STDOUT_FILENO, PG_MSG_DONE, done) : PG_ERR_NOMEM;
     pg_json_clear_string(json_object_get(done, "token"));
     json_decref(done);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "entra_errors.h"
 #include "http.h"
 #include "oidc.h"
 #include "store.h"
@@ -22,6 +23,7 @@ struct request {
     json_t *result; /* more members for DONE, on success */
     struct pg_http_opts http;
     struct pg_error err;
+    struct pg_idp_error refusal; /* the provider's last refusal (http.refusal points here) */
 };
 
 /* GET url and require a 200 JSON answer of at most max bytes. */
@@ -48,6 +50,13 @@ int open_store_locked(struct request *q, bool create, int *dir, int *lock);
 /* Check a set's gate token under the whole policy with the cached keys;
  * *unknown_kid tells whether it failed only for want of its signing key. */
 int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid);
+
+/* The provider refused this refresh token for good: take it out of the
+ * store (locked by the caller), unless a sign-in has replaced it since. */
+void drop_refused_refresh(int dir, const char *refused);
+
+/* DONE's `provider` member for a refusal (provider.c); NULL when there is none. */
+json_t *refusal_json(const struct request *q);
 
 int do_check(struct request *q);
 int do_register(struct request *q);

@@ -273,20 +273,46 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
     return 0;
 }
 
-/* Run one helper request; returns the exit code, complaining on failure. */
-static int ask_helper(const struct globals *g, const struct helper *h, int type, uid_t uid,
-                      bool unknown_kid, char **token)
+/* Run one helper request; returns the exit code, complaining on failure
+ * (with the administrator's fix when the provider's refusal has one). */
+static int ask_helper_why(const struct globals *g, const struct helper *h, int type, uid_t uid,
+                          bool unknown_kid, char **token, char *msg, size_t msgsz,
+                          struct pg_refusal *ref)
 {
     json_t *req = json_pack("{s:s, s:I, s:b}", "config", g->config_path, "uid", (json_int_t)uid,
                             "unknown_kid", unknown_kid);
-    char msg[PG_ERROR_MAX] = "";
-    int st = req ? helper_exchange(h, type, req, msg, sizeof(msg), token) : -1;
+    int st = req ? helper_exchange(h, type, req, msg, msgsz, token, ref) : -1;
     json_decref(req);
     if (st < 0)
         return complain(EXIT_USAGE, "%s", msg[0] ? msg : "cannot run the helper");
-    if (st != EXIT_OK)
-        return complain(st, "%s", msg);
+    if (st != EXIT_OK) {
+        complain(st, "%s", msg);
+        if (ref && ref->fix[0])
+            complain(st, "what the administrator can do: %s", ref->fix);
+        return st;
+    }
     return EXIT_OK;
+}
+
+static int ask_helper(const struct globals *g, const struct helper *h, int type, uid_t uid,
+                      bool unknown_kid, char **token)
+{
+    char msg[PG_ERROR_MAX] = "";
+    return ask_helper_why(g, h, type, uid, unknown_kid, token, msg, sizeof(msg), NULL);
+}
+
+/* One audit line per sign-in; a refusal names the provider's code and its
+ * correlation id (what a support ticket needs), never a token. */
+static void audit_login(uid_t uid, int rc, const char *reason, const struct pg_refusal *ref)
+{
+    char why[PG_ERROR_MAX];
+    pg_printable(why, sizeof(why), rc == EXIT_OK ? "ok" : reason);
+    openlog("poolgate", LOG_PID, LOG_AUTHPRIV);
+    syslog(LOG_AUTHPRIV | (rc == EXIT_OK ? LOG_NOTICE : LOG_WARNING),
+           "login uid=%u outcome=%s class=%s code=%s correlation_id=%s reason=\"%s\"",
+           (unsigned)uid, rc == EXIT_OK ? "signed-in" : "refused", ref->cls[0] ? ref->cls : "-",
+           ref->code[0] ? ref->code : "-", ref->correlation[0] ? ref->correlation : "-", why);
+    closelog();
 }
 
 /* Verify with the cached key set, asking the helper to bring it up to date
@@ -455,14 +481,18 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     struct pg_verify_result res = {0};
     uid_t uid = 0;
     int r = user_command(g, "login", argc, argv, 0, &a, &cfg, &h, &uid);
-    char *gate = NULL;
+    char *gate = NULL, msg[PG_ERROR_MAX] = "";
+    struct pg_refusal ref = {0};
+    bool asked = r == 0;
     if (r == 0)
-        r = ask_helper(g, &h, PG_MSG_LOGIN, uid, false, &gate);
+        r = ask_helper_why(g, &h, PG_MSG_LOGIN, uid, false, &gate, msg, sizeof(msg), &ref);
     /* The helper verified the set before storing it; check it here too. */
     if (r == 0 && !gate)
         r = complain(EXIT_UNAVAILABLE, "the helper returned no token");
     if (r == 0 && (r = report_verify(verify_cached(g, cfg, &h, gate, 0, &res), &res)) == 0)
         describe(&res.id);
+    if (asked)
+        audit_login(uid, r, msg[0] ? msg : "the signed-in token does not pass", &ref);
     pg_free_secret(gate);
     pg_verify_result_clear(&res);
     pg_config_free(cfg);

@@ -30,6 +30,7 @@
 
 #include "agentfiles.h"
 #include "enroll.h"
+#include "entra_errors.h"
 #include "gate.h"
 #include "internal.h"
 #include "pg-build-config.h"
@@ -66,6 +67,7 @@ struct gate {
     const char *via;         /* how the token was obtained, for the audit line */
     struct pg_verify_result res;
     char reason[PG_ERROR_MAX];
+    struct pg_refusal refusal; /* the provider's, from the helper's last DONE */
 };
 
 /* ---- arguments ---------------------------------------------------------- */
@@ -202,7 +204,9 @@ static int show_prompt(struct gate *g, json_t *p)
     if (gethostname(host, sizeof(host) - 1) < 0)
         snprintf(host, sizeof(host), "this host");
     /* (At most a day: the number is the helper's, and only for display.) */
-    json_int_t expires = json_integer_value(json_object_get(p, "expires_in"));
+    /* valid_for: the code's life or login_timeout, whichever ends first. */
+    json_t *valid = json_object_get(p, "valid_for");
+    json_int_t expires = json_integer_value(valid ? valid : json_object_get(p, "expires_in"));
     long minutes = (long)((expires < 0 ? 0 : expires > 86400 ? 86400 : expires) + 59) / 60;
     const char *qr = safe_qr(g, p);
     bool enter = enter_mode(g);
@@ -210,7 +214,7 @@ static int show_prompt(struct gate *g, json_t *p)
     int n = asprintf(&text,
                      "poolgate: sign-in required for %s as '%s' on host %s.\n"
                      "Open %s in a web browser and enter the code %s\n"
-                     "(the code expires in %ld minute%s).\n%s%s",
+                     "(the code is valid for %ld minute%s).\n%s%s",
                      g->service ? g->service : "this service", g->user, host, uri, code, minutes,
                      minutes == 1 ? "" : "s", qr ? qr : "",
                      enter ? "Then press Enter after signing in: "
@@ -236,6 +240,7 @@ static int read_done(struct gate *g, json_t *p, char **token)
     json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
     int r = json_is_integer(st) ? from_status((int)json_integer_value(st)) : PG_ERR_PROTOCOL;
     pg_printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
+    pg_refusal_from_done(p, &g->refusal);
     if (r == 0 && token) {
         r = json_is_string(tok) ? 0 : PG_ERR_PROTOCOL;
         if (r == 0 && !(*token = strdup(json_string_value(tok))))
@@ -382,10 +387,32 @@ static void audit(struct gate *g, const char *phase, int pam_code)
     roles_text(&id->roles, roles, sizeof(roles));
     pam_syslog(g->pamh, LOG_AUTHPRIV | (pam_code == PAM_SUCCESS ? LOG_NOTICE : LOG_WARNING),
                "%s service=%s user=%s operator_oid=%s tid=%s name=\"%s\" roles=%s via=%s "
-               "outcome=%s reason=\"%s\"",
+               "outcome=%s reason=\"%s\" code=%s correlation_id=%s",
                phase, g->service ? g->service : "-", g->user ? g->user : "-",
                id->oid ? id->oid : "-", id->tid ? id->tid : "-", name, roles, g->via ? g->via : "-",
-               pam_code == PAM_SUCCESS ? "granted" : "refused", reason);
+               pam_code == PAM_SUCCESS ? "granted" : "refused", reason,
+               g->refusal.code[0] ? g->refusal.code : "-",
+               g->refusal.correlation[0] ? g->refusal.correlation : "-");
+}
+
+/*
+ * A sign-in the provider refused for a reason the operator cannot see
+ * (a Conditional Access block, a revoked session, a broken app
+ * registration): tell them why and what the administrator can do, rather
+ * than a bare "Permission denied".  A declined or expired code needs no
+ * explanation.  Best effort: the result is the same either way.
+ */
+static void tell_refusal(struct gate *g)
+{
+    const char *c = g->refusal.cls;
+    char *text = NULL;
+    if (!c[0] || strcmp(c, "declined") == 0 || strcmp(c, "expired") == 0 || (g->flags & PAM_SILENT))
+        return;
+    if (asprintf(&text, "poolgate: %s%s%s", g->reason, g->refusal.fix[0] ? "\nAdministrator: " : "",
+                 g->refusal.fix) < 0)
+        return;
+    converse(g->pamh, PAM_ERROR_MSG, text);
+    free(text);
 }
 
 /* The one place library results become PAM codes. */
@@ -495,6 +522,8 @@ PG_PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, c
         g.reason[0] = '\0';
         r = sign_in(&g);
     }
+    if (r != 0)
+        tell_refusal(&g);
     code = gate_result(&g, "auth", r, false);
     gate_close(&g);
     return code;

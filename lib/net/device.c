@@ -6,7 +6,9 @@
  *     to the interval for this and every later poll (§3.5).
  *   - Stop at the earlier of expires_in and login_timeout, and on every
  *     error but authorization_pending and slow_down.
- *   - Decide only on the `error` code, never on error_description.
+ *   - Decide only on the `error` code and Entra's AADSTS number (error_codes,
+ *     or the "AADSTSnnnnn:" prefix of error_description when error_codes is
+ *     absent), never on the description's text (entra_errors.c).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 
 #include "device.h"
+#include "entra_errors.h"
 #include "internal.h"
 
 #define MAX_EXPIRES_IN 86400L
@@ -144,39 +147,37 @@ static int parse_success(json_t *doc, int64_t now, struct pg_tokenset *ts, struc
     return r;
 }
 
-static const struct {
-    const char *code;
-    enum pg_poll_outcome outcome;
-} oauth_errors[] = {
-    {"authorization_pending", PG_POLL_PENDING}, {"slow_down", PG_POLL_SLOW_DOWN},
-    {"access_denied", PG_POLL_DENIED},          {"authorization_declined", PG_POLL_DENIED},
-    {"expired_token", PG_POLL_EXPIRED},
-};
-
-static int classify_error(json_t *doc, enum pg_poll_outcome *outcome, struct pg_error *err)
+/* An OAuth error answer: described (entra_errors.c), then what it means for polling. */
+static int classify_error(json_t *doc, enum pg_idp_path path, enum pg_poll_outcome *outcome,
+                          struct pg_idp_error *idp, struct pg_error *err)
 {
-    const char *code = json_string_value(json_object_get(doc, "error"));
-    if (!code)
+    struct pg_idp_error e;
+    if (!pg_idp_error_parse(doc, path, &e))
         return pg_fail(err, PG_ERR_PROTOCOL, "token response: an error without an error code");
-    for (size_t i = 0; i < PG_ARRAY_SIZE(oauth_errors); i++)
-        if (strcmp(code, oauth_errors[i].code) == 0) {
-            *outcome = oauth_errors[i].outcome;
-            return 0;
-        }
-    /* bad_verification_code, invalid_grant, ... and anything unknown: stop. */
-    char shown[48];
-    size_t n = 0;
-    for (const char *p = code; *p && n < sizeof(shown) - 1; p++)
-        shown[n++] = isalnum((unsigned char)*p) || *p == '_' ? *p : '?';
-    shown[n] = '\0';
-    pg_fail(err, PG_ERR_PROTOCOL, "sign-in failed: %s", shown);
-    *outcome = PG_POLL_FAILED;
+    switch (e.cls) {
+    case PG_IDP_PENDING:
+        *outcome = strcmp(e.error, "slow_down") == 0 ? PG_POLL_SLOW_DOWN : PG_POLL_PENDING;
+        break;
+    case PG_IDP_DECLINED:
+        *outcome = PG_POLL_DENIED;
+        break;
+    case PG_IDP_EXPIRED:
+        *outcome = PG_POLL_EXPIRED;
+        break;
+    default:
+        /* Anything else stops: the message names the refusal. */
+        pg_idp_error_fail(&e, err);
+        *outcome = PG_POLL_FAILED;
+    }
+    if (idp)
+        *idp = e;
     return 0;
 }
 
-int pg_token_response_parse(long status, const char *json, size_t len, int64_t now,
-                            enum pg_poll_outcome *outcome, struct pg_tokenset *ts,
-                            struct pg_error *err)
+int pg_token_response_describe(long status, const char *json, size_t len, int64_t now,
+                               enum pg_idp_path path, enum pg_poll_outcome *outcome,
+                               struct pg_tokenset *ts, struct pg_idp_error *idp,
+                               struct pg_error *err)
 {
     json_error_t jerr;
     json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -187,7 +188,7 @@ int pg_token_response_parse(long status, const char *json, size_t len, int64_t n
     else if (status == 200)
         r = parse_success(doc, now, &got, err);
     else if (status == 400 || status == 401)
-        r = classify_error(doc, outcome, err);
+        r = classify_error(doc, path, outcome, idp, err);
     else
         r = pg_fail(err, PG_ERR_PROTOCOL, "token endpoint answered HTTP %ld", status);
     json_decref(doc);
@@ -198,6 +199,13 @@ int pg_token_response_parse(long status, const char *json, size_t len, int64_t n
         pg_tokenset_clear(&got);
     }
     return r;
+}
+
+int pg_token_response_parse(long status, const char *json, size_t len, int64_t now,
+                            enum pg_poll_outcome *outcome, struct pg_tokenset *ts,
+                            struct pg_error *err)
+{
+    return pg_token_response_describe(status, json, len, now, PG_IDP_POLL, outcome, ts, NULL, err);
 }
 
 void pg_poller_start(struct pg_poller *p, int64_t now_ms, long interval, long expires_in,

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "entra_errors.h"
 #include "http.h"
 #include "poolgate/poolgate.h"
 #include "store.h"
@@ -46,11 +47,19 @@ enum pg_poll_outcome {
  * Only the `error` code decides, never error_description.  A success needs
  * access_token and token_type; its tokens go to *ts (expires_at computed
  * from `now`).  An answer that is neither a success nor an OAuth error is
- * PG_ERR_PROTOCOL.  For PG_POLL_FAILED, err names the error code.
+ * PG_ERR_PROTOCOL.  For PG_POLL_FAILED, err names the refusal (and its
+ * AADSTS number) and err->code says what it means (entra_errors.h).
  */
 int pg_token_response_parse(long status, const char *json, size_t len, int64_t now,
                             enum pg_poll_outcome *outcome, struct pg_tokenset *ts,
                             struct pg_error *err);
+
+/* The same, for a response on `path`; an OAuth error is described in *idp
+ * (when not NULL) whatever the outcome. */
+int pg_token_response_describe(long status, const char *json, size_t len, int64_t now,
+                               enum pg_idp_path path, enum pg_poll_outcome *outcome,
+                               struct pg_tokenset *ts, struct pg_idp_error *idp,
+                               struct pg_error *err);
 
 /* The polling schedule, in CLOCK_MONOTONIC milliseconds. */
 struct pg_poller {
@@ -98,9 +107,14 @@ struct pg_device_request {
 /*
  * A whole device-code sign-in: request a code, show it, poll until the
  * tokens come, the user declines, or the deadline passes.  Returns 0 with
- * *out filled, PG_ERR_DENIED (declined, expired, timed out, aborted),
+ * *out filled, PG_ERR_DENIED (declined, expired, timed out, aborted, or
+ * refused: a Conditional Access block, ...), PG_ERR_CONFIG (a refusal that
+ * names a configuration error: consent, unknown app, public client flows),
  * PG_ERR_NETWORK or PG_ERR_PROTOCOL (the provider unreachable or answering
- * wrongly), with a message in err.
+ * wrongly, also when the deadline passed while the last poll failed), with
+ * a message in err.  A refusal is described in http->refusal when set.
+ * Time-outs and 5xx answers of the token endpoint are retried with RFC
+ * 8628's back-off.
  */
 int pg_device_login(const struct pg_http_opts *http, const struct pg_device_request *req,
                     const struct pg_clock *clock, pg_prompt_fn prompt, void *prompt_ctx,
@@ -111,7 +125,10 @@ int pg_device_login(const struct pg_http_opts *http, const struct pg_device_requ
  * resource (RFC 8707; NULL: none).  The
  * answer usually carries a rotated refresh token: the caller must store it
  * before using anything else from *out.  PG_ERR_DENIED when the provider
- * refuses the refresh token (invalid_grant: expired, revoked, replayed).
+ * refuses the refresh token (invalid_grant: expired, revoked, replayed; a
+ * Conditional Access block), PG_ERR_CONFIG when the refusal names a
+ * configuration error; described in http->refusal when set (its
+ * drop_refresh says whether the refresh token is useless from now on).
  */
 int pg_refresh(const struct pg_http_opts *http, const char *token_endpoint, const char *client_id,
                const char *refresh_token, const char *scope, const char *resource,

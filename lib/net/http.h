@@ -18,6 +18,8 @@
 #define PG_HTTP_MAX_TOKEN_RESPONSE (64 * 1024)
 #define PG_HTTP_MAX_KEYSET (256 * 1024)
 
+struct pg_idp_error;
+
 struct pg_http_opts {
     const char *ca_file;       /* PEM bundle to trust; NULL: the system store */
     const char *proxy;         /* proxy URL; NULL: none (environment variables are ignored) */
@@ -26,6 +28,9 @@ struct pg_http_opts {
     size_t max_bytes;          /* response body cap */
     bool allow_plain_http;     /* only for the link-local instance metadata endpoint */
     struct pg_http_conn *conn; /* keeps connections between requests; NULL: one each */
+    /* Where the device flow and the refresh grant (login.c) describe an
+     * identity provider's refusal; NULL: not wanted.  Not used by this file. */
+    struct pg_idp_error *refusal;
 };
 
 /*

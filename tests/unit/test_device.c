@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "device.h"
 #include "poolgate/poolgate.h"
 
@@ -100,6 +102,88 @@ static enum pg_poll_outcome poll_outcome(long status, const char *json, int expe
     return o;
 }
 
+static struct pg_idp_error idp_parse(const char *json, enum pg_idp_path path)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(json, 0, &jerr);
+    struct pg_idp_error e;
+    memset(&e, 0x5a, sizeof(e));
+    assert_true(pg_idp_error_parse(doc, path, &e));
+    json_decref(doc);
+    return e;
+}
+
+/* Entra's refusals: the AADSTS number decides the class, then the error
+ * code; pending stays pending; text is filtered and one line. */
+static void test_entra_errors(void **state)
+{
+    (void)state;
+    struct pg_idp_error e = idp_parse(
+        "{\"error\":\"access_denied\",\"error_description\":\"AADSTS53003: Access has been "
+        "blocked.\\r\\nTrace ID: 1\\r\\nCorrelation ID: 2\\r\\nTimestamp: "
+        "3\",\"error_codes\":[53003],"
+        "\"correlation_id\":\"d7f2a1c4-0000-4b1e-9f00-1234567890ab\",\"trace_id\":\"x\"}",
+        PG_IDP_POLL);
+    struct pg_error err = {0};
+    assert_int_equal(e.cls, PG_IDP_CONDITIONAL_ACCESS);
+    assert_int_equal(e.code, PG_ERR_DENIED);
+    assert_int_equal(e.aadsts, 53003);
+    assert_string_equal(e.summary, "Access has been blocked.");
+    assert_string_equal(e.correlation, "d7f2a1c4-0000-4b1e-9f00-1234567890ab");
+    assert_non_null(e.fix);
+    assert_int_equal(pg_idp_error_fail(&e, &err), PG_ERR_DENIED);
+    assert_string_equal(err.msg, "a Conditional Access policy blocks device-code sign-in for "
+                                 "this app (AADSTS53003)");
+    /* error_codes decides over the description's prefix; without it, the prefix. */
+    e = idp_parse("{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS53003: x\","
+                  "\"error_codes\":[700082]}",
+                  PG_IDP_REFRESH);
+    assert_int_equal(e.cls, PG_IDP_REFRESH_INVALID);
+    assert_true(e.drop_refresh);
+    e = idp_parse("{\"error\":\"invalid_request\",\"error_codes\":[90002]}", PG_IDP_DEVICE_CODE);
+    assert_int_equal(e.cls, PG_IDP_CONFIG);
+    assert_int_equal(e.code, PG_ERR_CONFIG);
+    e = idp_parse("{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000218: x\"}",
+                  PG_IDP_POLL);
+    assert_int_equal(e.cls, PG_IDP_CONFIG);
+    assert_int_equal(e.code, PG_ERR_CONFIG);
+    /* A malformed error_codes is not trusted, nor replaced by the description. */
+    e = idp_parse("{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS53003: x\","
+                  "\"error_codes\":[\"53003\"]}",
+                  PG_IDP_REFRESH);
+    assert_int_equal(e.aadsts, 0);
+    assert_int_equal(e.cls, PG_IDP_REFRESH_INVALID);
+    e = idp_parse("{\"error\":\"x\",\"error_codes\":[99999999]}", PG_IDP_POLL);
+    assert_int_equal(e.aadsts, 0);
+    /* The refresh-invalid numbers refuse a sign-in, but touch no store there. */
+    e = idp_parse("{\"error\":\"invalid_grant\",\"error_codes\":[50173]}", PG_IDP_POLL);
+    assert_int_equal(e.cls, PG_IDP_REFRESH_INVALID);
+    assert_false(e.drop_refresh);
+    assert_null(e.fix);
+    /* Pending is decided by `error` whatever the number says. */
+    e = idp_parse("{\"error\":\"authorization_pending\",\"error_codes\":[53003]}", PG_IDP_POLL);
+    assert_int_equal(e.cls, PG_IDP_PENDING);
+    e = idp_parse("{\"error\":\"expired_token\",\"error_codes\":[70020]}", PG_IDP_POLL);
+    assert_int_equal(e.cls, PG_IDP_EXPIRED);
+    /* Unknown: its code and first line, filtered; no correlation that is not a GUID. */
+    e = idp_parse("{\"error\":\"new\\u001b[2J\",\"error_description\":\"AADSTS123: line "
+                  "\\u001b[31mone\\nTrace ID: t\",\"correlation_id\":\"a b\\n\"}",
+                  PG_IDP_REFRESH);
+    assert_int_equal(e.cls, PG_IDP_UNKNOWN);
+    assert_int_equal(e.aadsts, 123);
+    assert_string_equal(e.correlation, "");
+    assert_int_equal(pg_idp_error_fail(&e, &err), PG_ERR_DENIED);
+    assert_string_equal(err.msg, "sign-in failed: new?[2J AADSTS123: line ?[31mone");
+    /* The code request: unknown means the provider answered wrongly. */
+    e = idp_parse("{\"error\":\"invalid_request\"}", PG_IDP_DEVICE_CODE);
+    assert_int_equal(e.code, PG_ERR_PROTOCOL);
+    /* No error: not a refusal. */
+    json_error_t jerr;
+    json_t *doc = json_loads("{\"error_codes\":[53003]}", 0, &jerr);
+    assert_false(pg_idp_error_parse(doc, PG_IDP_POLL, &e));
+    json_decref(doc);
+}
+
 static void test_token_responses(void **state)
 {
     (void)state;
@@ -190,9 +274,8 @@ static void test_poll_schedule(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_device_auth_entra),
-        cmocka_unit_test(test_device_auth_variants),
-        cmocka_unit_test(test_token_responses),
+        cmocka_unit_test(test_device_auth_entra), cmocka_unit_test(test_device_auth_variants),
+        cmocka_unit_test(test_token_responses),   cmocka_unit_test(test_entra_errors),
         cmocka_unit_test(test_poll_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

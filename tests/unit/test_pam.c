@@ -630,6 +630,64 @@ static void test_provider_failing(void **state)
     assert_no_children();
 }
 
+/* An Entra refusal in Entra's shape, for the next request at `at`. */
+static void refuse(const char *at, const char *error, const char *aadsts, const char *corr)
+{
+    const struct pg_form_field f[] = {
+        {"at", at}, {"error", error}, {"aadsts", aadsts}, {"correlation", corr}};
+    idp_control(control, ca, "refuse", f, 4);
+}
+
+/* A Conditional Access block: the operator is told why and what the
+ * administrator can do, not just refused; the audit line carries the code
+ * and the correlation id for a support ticket. */
+static void test_conditional_access(void **state)
+{
+    (void)state;
+    refuse("device", "access_denied", "53003", "5e1f0c2a-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    char before[65536];
+    snprintf(before, sizeof(before), "%s", stored());
+    assert_int_equal(auth("pg-reauth", &op), PAM_AUTH_ERR);
+    assert_int_equal(op.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(op.text, "poolgate: a Conditional Access policy blocks device-code "
+                                    "sign-in for this app (AADSTS53003)\nAdministrator: exclude"));
+    assert_null(strstr(op.text, "Trace ID"));
+    assert_logged("outcome=refused reason=\"a Conditional Access policy blocks device-code "
+                  "sign-in for this app (AADSTS53003)\" code=AADSTS53003 "
+                  "correlation_id=5e1f0c2a-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    assert_string_equal(stored(), before);
+    assert_no_children();
+}
+
+/* A stored refresh token the provider has revoked: deleted, and the same
+ * login goes on to a device-code sign-in. */
+static void test_refresh_revoked(void **state)
+{
+    (void)state;
+    configure("token_lifetime", "2");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    char lines[1024], path[512];
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth prompt=info\n",
+             module, conf_fast, helper);
+    snprintf(path, sizeof(path), "%s/pg-revoked", svcdir);
+    write_file(path, 0644, lines);
+    assert_int_equal(auth("pg-revoked", &op), PAM_SUCCESS);
+    configure("token_lifetime", "3600");
+    sleep(3);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s prompt=info\n", module,
+             conf_fast, helper);
+    write_file(path, 0644, lines);
+    refuse("refresh", "invalid_grant", "50173", "6e1f0c2a-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    loglen = 0;
+    struct operator again = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-revoked", &again), PAM_SUCCESS);
+    assert_int_equal(again.calls, 1); /* the code, nothing else */
+    assert_logged("via=sign-in outcome=granted");
+    assert_non_null(strstr(stored(), "refresh_token"));
+    assert_no_children();
+}
+
 static void test_code_expires(void **state)
 {
     (void)state;
@@ -638,7 +696,7 @@ static void test_code_expires(void **state)
     int r = auth("pg-reauth", &op);
     configure("expires_in", "900");
     assert_int_equal(r, PAM_AUTH_ERR);
-    assert_non_null(strstr(op.text, "expires in 1 minute)"));
+    assert_non_null(strstr(op.text, "valid for 1 minute)"));
     assert_no_children();
 }
 
@@ -1520,6 +1578,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_silent_refresh, setup),
         cmocka_unit_test_setup(test_provider_failing, setup),
         cmocka_unit_test_setup(test_code_expires, setup),
+        cmocka_unit_test_setup(test_conditional_access, setup),
+        cmocka_unit_test_setup(test_refresh_revoked, setup),
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
