@@ -21,6 +21,9 @@ struct pg_enroll {
     gid_t gid;
     bool replace;
     bool unattended; /* tokens from the configured credential, not a stored sign-in */
+    /* Interactive: the signed_in_at of the sign-in a person completed for
+     * this change; the helper refuses unless the stored set is that one. */
+    int64_t signed_in_at;
 };
 
 struct pg_enrolled {
