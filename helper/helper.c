@@ -293,8 +293,8 @@ static int verify_new_set(struct request *q, const struct pg_discovery *d,
  * made: the caller decides from these whether a person signed in now. */
 static int obtained(struct request *q, const char *how, int64_t signed_in_at)
 {
-    return add_result(q, json_pack("{s:s, s:I}", "obtained", how, "signed_in_at",
-                                   (json_int_t)signed_in_at));
+    return add_result(
+        q, json_pack("{s:s, s:I}", "obtained", how, "signed_in_at", (json_int_t)signed_in_at));
 }
 
 /*
@@ -312,8 +312,8 @@ static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *t
     int r = pg_store_lock(dir, LOCK_TIMEOUT_MS, &lock, &q->err);
     if (r < 0)
         return r;
-    bool newer = pg_store_read(dir, geteuid(), &cur, &ignored) == 0 &&
-                 cur.signed_in_at > ts->signed_in_at;
+    bool newer =
+        pg_store_read(dir, geteuid(), &cur, &ignored) == 0 && cur.signed_in_at > ts->signed_in_at;
     if (!newer)
         r = pg_store_write(dir, ts, &q->err);
     pg_store_unlock(lock);

@@ -436,9 +436,8 @@ static int stored_identity(const struct globals *g, const struct pg_config *cfg,
 /* A device-code sign-in through the helper, its gate token verified here
  * too (the helper verified the set before storing it); *signed_in_at is
  * the stored set's, as the helper reported it. */
-static int sign_in_now(const struct globals *g, const struct pg_config *cfg,
-                       const struct helper *h, uid_t uid, struct pg_verify_result *res,
-                       int64_t *signed_in_at)
+static int sign_in_now(const struct globals *g, const struct pg_config *cfg, const struct helper *h,
+                       uid_t uid, struct pg_verify_result *res, int64_t *signed_in_at)
 {
     struct helper_done done = {0};
     int r = ask_helper(g, h, PG_MSG_LOGIN, uid, false, &done);
@@ -631,8 +630,9 @@ static int operator_gate(const struct globals *g, const char *cmd, const struct 
     struct pg_enrolled none = {0};
     int r = 0;
     if (!signed_in_for_command(g, cfg, h, pw->pw_uid, started, res, signed_in_at)) {
-        fprintf(stderr, "%s: a device-code sign-in is needed for this change (a stored or "
-                        "refreshed sign-in never counts)\n",
+        fprintf(stderr,
+                "%s: a device-code sign-in is needed for this change (a stored or "
+                "refreshed sign-in never counts)\n",
                 cmd);
         r = sign_in_now(g, cfg, h, pw->pw_uid, res, signed_in_at);
     }

@@ -47,6 +47,9 @@
  * included), in seconds, is refreshed in auth rather than accepted: the
  * account phase re-verifies it moments later and must not find it expired. */
 #define EXPIRY_MARGIN_S 5
+/* Session phase without auth in this process (sshd): a stored sign-in made
+ * at most this many seconds ago was made for this login. */
+#define SESSION_SIGN_IN_S 120
 /* Not a library code: the PAM conversation failed or is absent. */
 #define ERR_CONV (-100)
 
@@ -356,7 +359,8 @@ static int stored(struct gate *g, bool allow_refresh)
     }
     g->via = "cached";
     r = verify_and_keep(g, token);
-    bool stale = (r == PG_ERR_TOKEN && g->res.reason == PG_REASON_EXPIRED) || (r == 0 && expiring(g));
+    bool stale =
+        (r == PG_ERR_TOKEN && g->res.reason == PG_REASON_EXPIRED) || (r == 0 && expiring(g));
     if (stale && has_refresh && allow_refresh) {
         token = NULL;
         g->via = "refresh";
@@ -580,40 +584,46 @@ PG_PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const 
 }
 
 /*
- * Whether a person signed in for this login: auth completed a device-code
- * sign-in in this PAM transaction, the set it stored is still the stored
- * one, and its gate token (kept by auth) passes the policy now.  A cached
- * or refreshed token never counts, whatever its iat: a refresh token lets
- * anyone who can log in as the account in, without anyone signing in.
+ * Whether a person signed in for this login.  Where auth ran in this
+ * process, it must have completed a device-code sign-in in this PAM
+ * transaction (the mark), the set it stored must still be the stored one,
+ * and its gate token (kept by auth) must pass the policy now.  Where auth
+ * ran in another process (sshd authenticates in a child, so nothing auth
+ * kept is here), the stored set's sign-in must have been made within
+ * SESSION_SIGN_IN_S; a refresh keeps signed_in_at, so a refreshed or
+ * cached token never counts, whatever its iat.
  */
 static int person_signed_in(struct gate *g, int64_t *signed_in_at)
 {
     const void *mark = NULL, *kept = NULL;
     struct pg_error err = {0};
     char *token = NULL;
-    bool has_refresh = false;
-    int64_t now_stored = 0;
-    if (pam_get_data(g->pamh, SIGNED_IN_KEY, &mark) != PAM_SUCCESS || !mark ||
-        pam_get_data(g->pamh, DATA_KEY, &kept) != PAM_SUCCESS || !kept) {
+    bool has_refresh = false, here = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept;
+    int64_t now_stored = 0, now = (int64_t)time(NULL);
+    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, &now_stored, &err);
+    if (here && pam_get_data(g->pamh, SIGNED_IN_KEY, &mark) == PAM_SUCCESS && mark)
+        *signed_in_at = *(const int64_t *)mark;
+    else if (!here && r == 0 && now_stored <= now + g->cfg->clock_skew &&
+             now - now_stored <= SESSION_SIGN_IN_S)
+        *signed_in_at = now_stored;
+    if (*signed_in_at <= 0) {
         snprintf(g->reason, sizeof(g->reason),
                  "registration needs a device-code sign-in at this login; a stored or refreshed "
                  "token never registers. Log in again after `poolgate logout`, or run `sudo "
                  "poolgate register`");
-        return PG_ERR_DENIED;
-    }
-    *signed_in_at = *(const int64_t *)mark;
-    if (pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, &now_stored, &err) ==
-            0 &&
-        (*signed_in_at <= 0 || now_stored != *signed_in_at)) {
-        pg_free_secret(token);
+        r = PG_ERR_DENIED;
+    } else if (r == 0 && now_stored != *signed_in_at) {
         snprintf(g->reason, sizeof(g->reason),
                  "the sign-in made at this login is no longer the stored one (another sign-in "
                  "replaced it); log in again");
-        return PG_ERR_DENIED;
-    }
+        r = PG_ERR_DENIED;
+    } else if (r == 0) {
+        g->via = here ? "auth" : "cached";
+        r = verify(g, here ? kept : token);
+    } else
+        snprintf(g->reason, sizeof(g->reason), "not signed in: %.200s", err.msg);
     pg_free_secret(token);
-    g->via = "auth";
-    return verify(g, kept);
+    return r == PG_ERR_IO ? PG_ERR_DENIED : r;
 }
 
 /*
@@ -635,8 +645,8 @@ static int enroll_at_session(struct gate *g)
     int r = person_signed_in(g, &signed_in_at);
     bool gated = r == 0;
     if (gated) {
-        struct pg_enroll e = {g->cfg,  g->a.config, g->helper, g->uid,
-                              g->gid,  false,       false,     signed_in_at};
+        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid,
+                              g->gid, false,       false,     signed_in_at};
         if ((r = pg_enroll(&e, &done, &err)) < 0)
             snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
     }

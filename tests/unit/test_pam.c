@@ -795,6 +795,22 @@ static void test_session_register_not_by_refresh(void **state)
         assert_int_equal(errno, ENOENT);
     }
 
+    /* The session phase alone, as sshd runs it (auth ran in another
+     * process): the stored sign-in, 200 s old by the module's clock and
+     * refreshed since, does not register either. */
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator alone = {NULL, NULL, ANSWER, 0, 0, ""};
+    struct pam_testcase only[] = {pam_test(PAMTEST_OPEN_SESSION, PAM_SESSION_ERR)};
+    clock_ahead = 200;
+    _pamtest_conv("pg-cached", agent, conv, &alone, only, 1, NULL);
+    clock_ahead = 0;
+    assert_int_equal(only[0].op_rv, PAM_SESSION_ERR);
+    if (!strstr(alone.text, refusal))
+        fail_msg("message: %s", alone.text);
+    assert_logged("outcome=refused");
+    assert_int_equal(lstat(path, &st), -1);
+
     /* A person signs in at this login: registered. */
     loglen = 0;
     logbuf[0] = '\0';
@@ -826,8 +842,10 @@ static void test_refresh_near_expiry(void **state)
     struct operator op = {"approve", role, ANSWER, 0, 0, ""};
     assert_int_equal(auth("pg-near", &op), PAM_SUCCESS);
     configure("token_lifetime", "3600");
-    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s\naccount required %s "
-             "config=%s helper=%s\n", module, conf_fast, helper, module, conf_fast, helper);
+    snprintf(lines, sizeof(lines),
+             "auth required %s config=%s helper=%s\naccount required %s "
+             "config=%s helper=%s\n",
+             module, conf_fast, helper, module, conf_fast, helper);
     write_file(path, 0644, lines);
     loglen = 0;
     logbuf[0] = '\0';
