@@ -784,7 +784,7 @@ static void usage(FILE *f)
           "  status [--user NAME] [--json]  show the signed-in identity and its roles\n"
           "  logout [--user NAME]           delete the stored tokens\n"
           "  register [--user NAME] [--replace]\n"
-          "           register the agent into its pool (after the stored sign-in passes)\n"
+          "           register the agent into its pool (after a sign-in made for it)\n"
           "  unregister [--user NAME]       remove the agent from its pool and its files\n"
           "  doctor [--pam-dir DIR] [--sshd PATH] [--sshd-config FILE]\n"
           "           check this host's setup, one line per check\n"
