@@ -22,6 +22,23 @@
 
 #define MAX_FIELD 256
 
+/*
+ * The caller names the sign-in it vouches for (the one a person completed
+ * in its transaction or command): the pool is changed only on that set.
+ * Another sign-in that replaced it since is no person's consent to this.
+ */
+static int vouched_for(struct request *q, const struct pg_tokenset *set)
+{
+    json_t *at = json_object_get(q->payload, "signed_in_at");
+    if (!json_is_integer(at) || json_integer_value(at) <= 0)
+        return pg_fail(&q->err, PG_ERR_ARG, "malformed request: no signed_in_at");
+    if (set->signed_in_at != json_integer_value(at))
+        return pg_fail(&q->err, PG_ERR_DENIED,
+                       "the stored sign-in is not the one made for this registration (another "
+                       "sign-in replaced it); sign in again");
+    return 0;
+}
+
 /* The Azure DevOps access token, from the stored set (rotation kept). */
 static int devops_token(struct request *q, char **token)
 {
@@ -37,6 +54,8 @@ static int devops_token(struct request *q, char **token)
         goto out;
     if ((r = pg_store_read(dir, geteuid(), &set, &q->err)) == 0 && !set.refresh_token)
         r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored; sign in again");
+    if (r == 0)
+        r = vouched_for(q, &set);
     if (r == 0)
         r = pg_sign_in_fresh(q->cfg, &set, (int64_t)time(NULL), &q->err);
     if (r == 0 && (r = verify_gate(q, &set, &unknown_kid)) < 0 && r != PG_ERR_TOKEN && !unknown_kid)

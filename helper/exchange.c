@@ -34,8 +34,7 @@ static void show_prompt(json_t *p)
 }
 
 /* Read events until DONE; returns its status, or -1 with msg set. */
-static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **token,
-                       struct pg_refusal *ref)
+static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, struct helper_done *out)
 {
     for (;;) {
         enum pg_msg_type type;
@@ -55,11 +54,13 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **tok
         snprintf(msg, msgsz, "%s",
                  status < 0 ? "helper protocol: unexpected message"
                             : json_string_value(json_object_get(p, "message")));
-        if (ref)
-            pg_refusal_from_done(p, ref);
-        if (token && json_is_string(tok) && status == 0 &&
-            !(*token = strdup(json_string_value(tok))))
+        if (out)
+            pg_refusal_from_done(p, &out->ref);
+        if (out && json_is_string(tok) && status == 0 &&
+            !(out->token = strdup(json_string_value(tok))))
             status = -1;
+        if (out && status == 0)
+            out->signed_in_at = json_integer_value(json_object_get(p, "signed_in_at"));
         pg_json_clear_string(tok);
         json_decref(p);
         return status >= 0 && status <= 3 ? status : -1;
@@ -67,22 +68,20 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, char **tok
 }
 
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token, struct pg_refusal *ref)
+                    struct helper_done *out)
 {
     struct pg_helper ph = {
         .path = h->path, .uid = h->uid, .gid = h->gid, .stderr_fd = STDERR_FILENO};
     struct pg_error err = {0};
     int status = -1;
-    if (token)
-        *token = NULL;
-    if (ref)
-        memset(ref, 0, sizeof(*ref));
+    if (out)
+        *out = (struct helper_done){0};
     if (h->qr && json_object_set_new(request, "qr", json_true()) < 0)
         snprintf(msg, msgsz, "out of memory");
     else if (pg_helper_start(&ph, (enum pg_msg_type)type, request, &err) < 0)
         snprintf(msg, msgsz, "%s", err.msg);
     else
-        status = read_events(&ph, msg, msgsz, token, ref);
+        status = read_events(&ph, msg, msgsz, out);
     int ws = pg_helper_stop(&ph, status < 0);
     if (status < 0 && ws >= 0 && WIFEXITED(ws) && WEXITSTATUS(ws) >= 126)
         snprintf(msg, msgsz, "cannot run the helper %s as its account", h->path);

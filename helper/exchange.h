@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "entra_errors.h"
@@ -16,15 +17,21 @@ struct helper {
     bool qr; /* ask for a QR code of the sign-in address with the prompt */
 };
 
+/* What a DONE returned beside its status and message. */
+struct helper_done {
+    char *token;           /* the gate token (NULL if none; release with pg_free_secret) */
+    int64_t signed_in_at;  /* when the sign-in behind the set was made (0: not said) */
+    struct pg_refusal ref; /* the provider's refusal, when DONE carried one */
+};
+
 /*
  * Send one request of `type` to a fresh helper, show PROMPT events on
  * stderr, and return the status of its DONE message (the CLI's exit codes
- * 0-3) with its message in msg and, when token is not NULL, the gate token
- * it returned (NULL if none; release with pg_free_secret); -1 when the
- * helper could not be run or broke the protocol.  When ref is not NULL it
- * is filled from DONE's `provider` member (cls empty when there is none).
+ * 0-3) with its message in msg and, when out is not NULL, what it
+ * returned (its refusal: DONE's `provider` member, cls empty when there is
+ * none); -1 when the helper could not be run or broke the protocol.
  */
 int helper_exchange(const struct helper *h, int type, json_t *request, char *msg, size_t msgsz,
-                    char **token, struct pg_refusal *ref);
+                    struct helper_done *out);
 
 #endif

@@ -269,53 +269,116 @@ static int take_gate(struct request *q, struct pg_tokenset *ts)
     return 0;
 }
 
+/*
+ * A new set's gate token under the whole policy, with the keys brought up
+ * to date first.  Signed by a key the cache does not hold yet: the provider
+ * rotated its keys; fetch again (rate-limited by the cache rules) and retry
+ * once.  Only a set that passes here is ever stored.
+ */
+static int verify_new_set(struct request *q, const struct pg_discovery *d,
+                          const struct pg_tokenset *ts)
+{
+    bool unknown_kid = false;
+    int r = update_keys(q, d);
+    if (r == 0)
+        r = verify_gate(q, ts, &unknown_kid);
+    if (unknown_kid) {
+        q->unknown_kid = true;
+        memset(&q->err, 0, sizeof(q->err));
+        r = update_keys(q, d);
+        if (r == 0)
+            r = verify_gate(q, ts, &unknown_kid);
+    }
+    return r;
+}
+
+/* How the set in DONE was obtained, and when the sign-in behind it was
+ * made: the caller decides from these whether a person signed in now. */
+static int obtained(struct request *q, const char *how, int64_t signed_in_at)
+{
+    return add_result(
+        q, json_pack("{s:s, s:I}", "obtained", how, "signed_in_at", (json_int_t)signed_in_at));
+}
+
+/*
+ * Store a completed sign-in: the lock is held for the read-compare-write
+ * alone.  A stored set from a later sign-in (another person approved a code
+ * after this one) is kept; at the same second, the later writer wins.
+ * pg_store_write replaces the file atomically, so no reader ever sees a
+ * torn set.
+ */
+static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *ts)
+{
+    struct pg_tokenset cur = {0};
+    struct pg_error ignored = {0};
+    int lock = -1;
+    int r = pg_store_lock(dir, LOCK_TIMEOUT_MS, &lock, &q->err);
+    if (r < 0)
+        return r;
+    bool newer =
+        pg_store_read(dir, geteuid(), &cur, &ignored) == 0 && cur.signed_in_at > ts->signed_in_at;
+    if (!newer)
+        r = pg_store_write(dir, ts, &q->err);
+    pg_store_unlock(lock);
+    pg_tokenset_clear(&cur);
+    return r;
+}
+
+/*
+ * A device-code sign-in.  No lock is held while a person is awaited or the
+ * provider is asked anything: a client idling at the code prompt must not
+ * hold up anyone else's sign-in for this account (each has its own device
+ * code); the store is locked only to write the result.
+ */
 static int do_login(struct request *q)
 {
     struct pg_discovery d = {0};
     struct pg_tokenset ts = {0};
-    int dir = -1, lock = -1;
+    int dir = -1;
     int r = endpoints(q, &d);
+    /* The store first: an unusable one fails before anyone is asked to sign in. */
     if (r == 0)
-        r = open_store_locked(q, true, &dir, &lock);
+        r = pg_store_open(q->cfg->state_dir, q->uid, true, geteuid(), &dir, &q->err);
     if (r == 0) {
         struct pg_device_request req = {
             d.device_authorization_endpoint, d.token_endpoint, q->cfg->client_id, q->cfg->scope,
             q->cfg->login_timeout,           q->cfg->resource};
         r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, q, &ts, &q->err);
-        ts.signed_in_at = ts.stored_at; /* a person has just signed in */
-        /* Only a set whose gate token meets the policy replaces the stored one. */
-        bool unknown_kid = false;
-        if (r == 0)
-            r = update_keys(q, &d);
-        if (r == 0)
-            r = verify_gate(q, &ts, &unknown_kid);
-        /* Signed by a key the cache does not hold yet: the provider rotated its
-         * keys.  Fetch again (rate-limited by the cache rules) and retry once. */
-        if (unknown_kid) {
-            q->unknown_kid = true;
-            memset(&q->err, 0, sizeof(q->err));
-            r = update_keys(q, &d);
-            if (r == 0)
-                r = verify_gate(q, &ts, &unknown_kid);
-        }
-        if (r == 0)
-            r = pg_store_write(dir, &ts, &q->err);
-        if (r == 0)
-            r = take_gate(q, &ts);
-        pg_store_unlock(lock);
-        close(dir);
     }
+    ts.signed_in_at = ts.stored_at; /* a person has just signed in */
+    if (r == 0)
+        r = verify_new_set(q, &d, &ts);
+    if (r == 0)
+        r = store_sign_in(q, dir, &ts);
+    if (r == 0)
+        r = obtained(q, "sign-in", ts.signed_in_at);
+    if (r == 0)
+        r = take_gate(q, &ts);
+    if (dir >= 0)
+        close(dir);
     pg_tokenset_clear(&ts);
     pg_discovery_clear(&d);
     return r;
 }
 
+/*
+ * A refresh.  The lock covers the rotation (RFC 6749 §6: the provider may
+ * retire the old refresh token as soon as it answers) and the check of the
+ * answer.  A refreshed set whose gate token fails the policy (a role taken
+ * away, another tenant) is never stored; as the old refresh token may be
+ * spent already, the stored set is deleted: fail closed, the next login
+ * asks for a sign-in.  The key set is brought up to date before the lock;
+ * under it, keys are fetched only when the answer names a key the cache
+ * lacks (a provider's key rollover), bounded by http_timeout.
+ */
 static int do_refresh(struct request *q)
 {
     struct pg_discovery d = {0};
     struct pg_tokenset old = {0}, fresh = {0};
     int dir = -1, lock = -1;
     int r = endpoints(q, &d);
+    if (r == 0)
+        r = update_keys(q, &d);
     if (r == 0)
         r = open_store_locked(q, false, &dir, &lock);
     if (r < 0)
@@ -331,6 +394,19 @@ static int do_refresh(struct request *q)
     if (r == 0 && !fresh.refresh_token)
         fresh.refresh_token = TAKE_PTR(old.refresh_token);
     fresh.signed_in_at = old.signed_in_at; /* a refresh is no sign-in */
+    bool answered = r == 0;
+    if (r == 0)
+        r = verify_new_set(q, &d, &fresh);
+    if (answered && r == PG_ERR_TOKEN) {
+        char why[PG_ERROR_MAX];
+        struct pg_error ignored = {0};
+        snprintf(why, sizeof(why), "%s", q->err.msg);
+        pg_store_delete(dir, &ignored);
+        r = pg_fail(&q->err, PG_ERR_DENIED,
+                    "the refreshed token does not meet the policy (%.300s); the stored set is "
+                    "deleted: sign in again",
+                    why);
+    }
     if (r == 0)
         r = pg_store_write(dir, &fresh, &q->err);
     if (r < 0 && q->refusal.drop_refresh) /* expired, revoked: keep nothing unusable */
@@ -338,7 +414,7 @@ static int do_refresh(struct request *q)
     pg_store_unlock(lock);
     close(dir);
     if (r == 0)
-        r = update_keys(q, &d);
+        r = obtained(q, "refresh", fresh.signed_in_at);
     if (r == 0)
         r = take_gate(q, &fresh);
 out:

@@ -42,6 +42,10 @@
 enum { EXIT_OK = 0, EXIT_DENIED = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3 };
 
 #define TOKEN_READ_MAX (16384 + 2)
+/* register/unregister: a stored sign-in made at most this many seconds
+ * before the command started was made for it (by the sudo stack's
+ * `pam_poolgate.so reauth`); an older one asks for a new sign-in. */
+#define SUDO_SIGN_IN_S 120
 #define KEYSET_READ_MAX (256 * 1024)
 
 struct globals {
@@ -276,29 +280,28 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
 /* Run one helper request; returns the exit code, complaining on failure
  * (with the administrator's fix when the provider's refusal has one). */
 static int ask_helper_why(const struct globals *g, const struct helper *h, int type, uid_t uid,
-                          bool unknown_kid, char **token, char *msg, size_t msgsz,
-                          struct pg_refusal *ref)
+                          bool unknown_kid, struct helper_done *out, char *msg, size_t msgsz)
 {
     json_t *req = json_pack("{s:s, s:I, s:b}", "config", g->config_path, "uid", (json_int_t)uid,
                             "unknown_kid", unknown_kid);
-    int st = req ? helper_exchange(h, type, req, msg, msgsz, token, ref) : -1;
+    int st = req ? helper_exchange(h, type, req, msg, msgsz, out) : -1;
     json_decref(req);
     if (st < 0)
         return complain(EXIT_USAGE, "%s", msg[0] ? msg : "cannot run the helper");
     if (st != EXIT_OK) {
         complain(st, "%s", msg);
-        if (ref && ref->fix[0])
-            complain(st, "what the administrator can do: %s", ref->fix);
+        if (out && out->ref.fix[0])
+            complain(st, "what the administrator can do: %s", out->ref.fix);
         return st;
     }
     return EXIT_OK;
 }
 
 static int ask_helper(const struct globals *g, const struct helper *h, int type, uid_t uid,
-                      bool unknown_kid, char **token)
+                      bool unknown_kid, struct helper_done *out)
 {
     char msg[PG_ERROR_MAX] = "";
-    return ask_helper_why(g, h, type, uid, unknown_kid, token, msg, sizeof(msg), NULL);
+    return ask_helper_why(g, h, type, uid, unknown_kid, out, msg, sizeof(msg));
 }
 
 /* One audit line per sign-in; a refusal names the provider's code and its
@@ -452,10 +455,30 @@ static int stored_identity(const struct globals *g, const struct pg_config *cfg,
 {
     struct pg_error err = {0};
     char *gate = NULL;
-    if (pg_gate_stored(cfg, uid, h->uid, &gate, has_refresh, &err) < 0)
+    if (pg_gate_stored(cfg, uid, h->uid, &gate, has_refresh, NULL, &err) < 0)
         return complain(EXIT_DENIED, "not signed in (%s)", err.msg);
     int r = verify_cached(g, cfg, h, gate, 0, res);
     pg_free_secret(gate);
+    return r;
+}
+
+/* A device-code sign-in through the helper, its gate token verified here
+ * too (the helper verified the set before storing it); *signed_in_at is
+ * the stored set's, as the helper reported it. */
+static int sign_in_now(const struct globals *g, const struct pg_config *cfg, const struct helper *h,
+                       uid_t uid, struct pg_verify_result *res, int64_t *signed_in_at)
+{
+    struct helper_done done = {0};
+    char msg[PG_ERROR_MAX] = "";
+    int r = ask_helper_why(g, h, PG_MSG_LOGIN, uid, false, &done, msg, sizeof(msg));
+    if (r == 0 && (!done.token || done.signed_in_at <= 0))
+        r = complain(EXIT_UNAVAILABLE, "the helper returned no token or no signed_in_at");
+    if (r == 0)
+        r = report_verify(verify_cached(g, cfg, h, done.token, 0, res), res);
+    if (r == 0)
+        *signed_in_at = done.signed_in_at;
+    audit_login(uid, r, msg[0] ? msg : "the signed-in token does not pass", &done.ref);
+    pg_free_secret(done.token);
     return r;
 }
 
@@ -481,19 +504,9 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     struct pg_verify_result res = {0};
     uid_t uid = 0;
     int r = user_command(g, "login", argc, argv, 0, &a, &cfg, &h, &uid);
-    char *gate = NULL, msg[PG_ERROR_MAX] = "";
-    struct pg_refusal ref = {0};
-    bool asked = r == 0;
-    if (r == 0)
-        r = ask_helper_why(g, &h, PG_MSG_LOGIN, uid, false, &gate, msg, sizeof(msg), &ref);
-    /* The helper verified the set before storing it; check it here too. */
-    if (r == 0 && !gate)
-        r = complain(EXIT_UNAVAILABLE, "the helper returned no token");
-    if (r == 0 && (r = report_verify(verify_cached(g, cfg, &h, gate, 0, &res), &res)) == 0)
+    int64_t signed_in_at = 0;
+    if (r == 0 && (r = sign_in_now(g, cfg, &h, uid, &res, &signed_in_at)) == 0)
         describe(&res.id);
-    if (asked)
-        audit_login(uid, r, msg[0] ? msg : "the signed-in token does not pass", &ref);
-    pg_free_secret(gate);
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
     return r;
@@ -693,17 +706,51 @@ static struct pg_identity app_identity(struct pg_enrolled *done)
                                 .app_only = true};
 }
 
-/* Who may register: the stored gate token must pass the policy now. */
+/*
+ * Whether the stored set comes from a sign-in made for this command: the
+ * sudo stack's `pam_poolgate.so reauth` signs in just before sudo starts
+ * it, so one made at most SUDO_SIGN_IN_S before the command started (or
+ * since) counts.  A refresh keeps the set's signed_in_at: it never counts,
+ * whatever its token's iat.  The gate token must pass the policy too.
+ */
+static bool signed_in_for_command(const struct globals *g, const struct pg_config *cfg,
+                                  const struct helper *h, uid_t uid, int64_t started,
+                                  struct pg_verify_result *res, int64_t *signed_in_at)
+{
+    struct pg_error err = {0};
+    char *gate = NULL;
+    bool refresh = false;
+    if (pg_gate_stored(cfg, uid, h->uid, &gate, &refresh, signed_in_at, &err) < 0)
+        return false;
+    bool fresh = *signed_in_at >= started - SUDO_SIGN_IN_S && *signed_in_at <= (int64_t)time(NULL);
+    int v = fresh ? verify_cached(g, cfg, h, gate, 0, res) : -1;
+    pg_free_secret(gate);
+    if (v == PG_ERR_TOKEN)
+        report_verify(v, res); /* why the sign-in before the command does not count */
+    if (v != 0)
+        pg_verify_result_clear(res);
+    return v == 0;
+}
+
+/* Who may change the pool: a person who completed a device-code sign-in
+ * for this command (just before it, through sudo's stack, or now). */
 static int operator_gate(const struct globals *g, const char *cmd, const struct pg_config *cfg,
-                         const struct helper *h, const struct passwd *pw,
-                         struct pg_verify_result *res)
+                         const struct helper *h, const struct passwd *pw, int64_t started,
+                         struct pg_verify_result *res, int64_t *signed_in_at)
 {
     struct pg_enrolled none = {0};
-    bool refresh = false;
-    int r = report_verify(stored_identity(g, cfg, h, pw->pw_uid, res, &refresh), res);
+    int r = 0;
+    if (!signed_in_for_command(g, cfg, h, pw->pw_uid, started, res, signed_in_at)) {
+        fprintf(stderr,
+                "%s: a device-code sign-in is needed for this change (a stored or "
+                "refreshed sign-in never counts)\n",
+                cmd);
+        r = sign_in_now(g, cfg, h, pw->pw_uid, res, signed_in_at);
+    }
     if (r != 0) {
         pg_agent_name(cfg, none.agent_name, sizeof(none.agent_name), NULL);
-        audit_enroll(cmd, pw, &res->id, cfg, &none, "refused", "the gate token does not pass");
+        audit_enroll(cmd, pw, &res->id, cfg, &none, "refused",
+                     "no device-code sign-in passed the gate for this command");
     }
     return r;
 }
@@ -749,6 +796,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     struct pg_error err = {0};
     struct passwd pw = {0};
     char buf[4096];
+    int64_t started = (int64_t)time(NULL), signed_in_at = 0;
     int r = user_parse_args(cmd, argc, argv,
                             reg ? OPT_REPLACE | OPT_UNATTENDED | OPT_IF_NOT_REGISTERED : 0, &a);
     if (r == 0 && a.if_not_registered && !a.unattended)
@@ -768,7 +816,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         r = accounts_apart(cmd, cfg, &h, &pw);
     /* Nothing reaches Azure DevOps unless the gate holds now. */
     if (r == 0 && !a.unattended)
-        r = operator_gate(g, cmd, cfg, &h, &pw, &res);
+        r = operator_gate(g, cmd, cfg, &h, &pw, started, &res, &signed_in_at);
     if (r != 0)
         goto out;
     struct pg_enroll e = {
@@ -778,7 +826,8 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         pw.pw_uid,
         pw.pw_gid,
         a.replace,
-        a.unattended ? &pg_unattended_credential : NULL};
+        a.unattended ? &pg_unattended_credential : NULL,
+        signed_in_at};
     int v = reg ? pg_enroll(&e, &done, &err) : pg_unenroll(&e, &done, &err);
     struct pg_identity app = app_identity(&done);
     const struct pg_identity *who = a.unattended ? &app : &res.id;
@@ -919,7 +968,7 @@ static void usage(FILE *f)
           "                                 registration, version and service\n"
           "  logout [--user NAME]           delete the stored tokens\n"
           "  register [--user NAME] [--replace] [--unattended [--if-not-registered]]\n"
-          "           register the agent into its pool (after the stored sign-in passes;\n"
+          "           register the agent into its pool (after a sign-in made for it;\n"
           "           --unattended: with the configured credential, as root;\n"
           "           --if-not-registered: do nothing when agent_dir has a registration)\n"
           "  unregister [--user NAME]       remove the agent from its pool and its files\n"

@@ -39,10 +39,18 @@
 #define PG_PAM_EXPORT __attribute__((visibility("default")))
 
 #define DATA_KEY "poolgate:gate-token"
+/* Present only when auth completed a device-code sign-in in this PAM
+ * transaction: the signed_in_at the helper reported for it. */
+#define SIGNED_IN_KEY "poolgate:signed-in-at"
 /* Beyond the helper's own deadlines, time for its DONE to arrive. */
 #define GRACE_MS 3000
-/* How recent a sign-in session-time registration accepts, in seconds. */
-#define ENROLL_FRESH_S 600
+/* A stored gate token this close to the end of its validity (clock_skew
+ * included), in seconds, is refreshed in auth rather than accepted: the
+ * account phase re-verifies it moments later and must not find it expired. */
+#define EXPIRY_MARGIN_S 5
+/* Session phase without auth in this process (sshd): a stored sign-in made
+ * at most this many seconds ago was made for this login. */
+#define SESSION_SIGN_IN_S 120
 /* Not a library code: the PAM conversation failed or is absent. */
 #define ERR_CONV (-100)
 
@@ -65,6 +73,7 @@ struct gate {
     struct pg_config *cfg;
     struct pg_helper helper; /* path and account; started per request */
     const char *via;         /* how the token was obtained, for the audit line */
+    int64_t signed_in_at;    /* the helper's DONE: when the set's sign-in was made */
     struct pg_verify_result res;
     char reason[PG_ERROR_MAX];
     struct pg_refusal refusal; /* the provider's, from the helper's last DONE */
@@ -241,6 +250,7 @@ static int read_done(struct gate *g, json_t *p, char **token)
     int r = json_is_integer(st) ? from_status((int)json_integer_value(st)) : PG_ERR_PROTOCOL;
     pg_printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
     pg_refusal_from_done(p, &g->refusal);
+    g->signed_in_at = json_integer_value(json_object_get(p, "signed_in_at"));
     if (r == 0 && token) {
         r = json_is_string(tok) ? 0 : PG_ERR_PROTOCOL;
         if (r == 0 && !(*token = strdup(json_string_value(tok))))
@@ -333,13 +343,20 @@ static int verify_and_keep(struct gate *g, char *token)
     return r;
 }
 
-/* The stored set: its gate token as it stands, or refreshed by the helper. */
+/* Whether a verified gate token ends within EXPIRY_MARGIN_S (clock_skew included). */
+static bool expiring(const struct gate *g)
+{
+    return g->res.id.exp + g->cfg->clock_skew - (int64_t)time(NULL) <= EXPIRY_MARGIN_S;
+}
+
+/* The stored set: its gate token as it stands, or refreshed by the helper
+ * when it has expired or is about to. */
 static int stored(struct gate *g, bool allow_refresh)
 {
     struct pg_error err = {0};
     char *token = NULL;
     bool has_refresh = false;
-    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, &err);
+    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, NULL, &err);
     if (r < 0) {
         snprintf(g->reason, sizeof(g->reason), "not signed in: %.200s", err.msg);
         /* Nothing stored is a refusal; an unsafe store is a broken host. */
@@ -347,7 +364,9 @@ static int stored(struct gate *g, bool allow_refresh)
     }
     g->via = "cached";
     r = verify_and_keep(g, token);
-    if (r == PG_ERR_TOKEN && g->res.reason == PG_REASON_EXPIRED && has_refresh && allow_refresh) {
+    bool stale =
+        (r == PG_ERR_TOKEN && g->res.reason == PG_REASON_EXPIRED) || (r == 0 && expiring(g));
+    if (stale && has_refresh && allow_refresh) {
         token = NULL;
         g->via = "refresh";
         r = ask_helper(g, PG_MSG_REFRESH, false, &token);
@@ -357,12 +376,34 @@ static int stored(struct gate *g, bool allow_refresh)
     return r;
 }
 
+static void drop_mark(pam_handle_t *pamh, void *data, int status)
+{
+    (void)pamh;
+    (void)status;
+    free(data);
+}
+
+/* A device-code sign-in; when it passes, the transaction remembers that a
+ * person signed in, and which sign-in it was (registration asks). */
 static int sign_in(struct gate *g)
 {
     char *token = NULL;
     g->via = "sign-in";
+    g->signed_in_at = 0;
     int r = ask_helper(g, PG_MSG_LOGIN, false, &token);
-    return r == 0 ? verify_and_keep(g, token) : r;
+    if (r == 0)
+        r = verify_and_keep(g, token);
+    int64_t *mark = r == 0 ? malloc(sizeof(*mark)) : NULL;
+    if (r == 0 && !mark)
+        r = PG_ERR_NOMEM;
+    if (mark) {
+        *mark = g->signed_in_at;
+        if (pam_set_data(g->pamh, SIGNED_IN_KEY, mark, drop_mark) != PAM_SUCCESS) {
+            free(mark);
+            r = PG_ERR_NOMEM;
+        }
+    }
+    return r;
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -572,36 +613,69 @@ PG_PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const 
 }
 
 /*
+ * Whether a person signed in for this login.  Where auth ran in this
+ * process, it must have completed a device-code sign-in in this PAM
+ * transaction (the mark), the set it stored must still be the stored one,
+ * and its gate token (kept by auth) must pass the policy now.  Where auth
+ * ran in another process (sshd authenticates in a child, so nothing auth
+ * kept is here), the stored set's sign-in must have been made within
+ * SESSION_SIGN_IN_S; a refresh keeps signed_in_at, so a refreshed or
+ * cached token never counts, whatever its iat.
+ */
+static int person_signed_in(struct gate *g, int64_t *signed_in_at)
+{
+    const void *mark = NULL, *kept = NULL;
+    struct pg_error err = {0};
+    char *token = NULL;
+    bool has_refresh = false, here = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept;
+    int64_t now_stored = 0, now = (int64_t)time(NULL);
+    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, &now_stored, &err);
+    if (here && pam_get_data(g->pamh, SIGNED_IN_KEY, &mark) == PAM_SUCCESS && mark)
+        *signed_in_at = *(const int64_t *)mark;
+    else if (!here && r == 0 && now_stored <= now + g->cfg->clock_skew &&
+             now - now_stored <= SESSION_SIGN_IN_S)
+        *signed_in_at = now_stored;
+    if (*signed_in_at <= 0) {
+        snprintf(g->reason, sizeof(g->reason),
+                 "registration needs a device-code sign-in at this login; a stored or refreshed "
+                 "token never registers. Log in again after `poolgate logout`, or run `sudo "
+                 "poolgate register`");
+        r = PG_ERR_DENIED;
+    } else if (r == 0 && now_stored != *signed_in_at) {
+        snprintf(g->reason, sizeof(g->reason),
+                 "the sign-in made at this login is no longer the stored one (another sign-in "
+                 "replaced it); log in again");
+        r = PG_ERR_DENIED;
+    } else if (r == 0) {
+        g->via = here ? "auth" : "cached";
+        r = verify(g, here ? kept : token);
+    } else
+        snprintf(g->reason, sizeof(g->reason), "not signed in: %.200s", err.msg);
+    pg_free_secret(token);
+    return r == PG_ERR_IO ? PG_ERR_DENIED : r;
+}
+
+/*
  * Session-time enrollment: register the agent when agent_dir has no .agent
- * yet, on the identity the auth phase verified (verified again now).  The
- * outcome is logged and told to the user; PAM_SESSION_ERR lets the stack
- * decide whether a failure ends the login (`session required`) or not.
+ * yet, only after a device-code sign-in at this login (person_signed_in).
+ * The outcome is logged and told to the user; PAM_SESSION_ERR lets the
+ * stack decide whether a failure ends the login (`session required`) or not.
  */
 static int enroll_at_session(struct gate *g)
 {
     struct pg_enrolled done = {0};
     struct pg_error err = {0};
-    const void *kept = NULL;
+    int64_t signed_in_at = 0;
     char line[2048];
     if (g->cfg->agent_dir && pg_agent_registered(g->cfg->agent_dir)) {
         debug(g, "agent already registered");
         return PAM_SUCCESS;
     }
-    int r = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept ? verify(g, kept)
-                                                                          : stored(g, false);
-    /* A cached token lets a login in without anyone at hand; enrolling
-     * needs a person who signed in for this login. */
-    int64_t age = (int64_t)time(NULL) - g->res.id.iat;
-    if (r == 0 && (g->res.id.iat < 0 || age > ENROLL_FRESH_S)) {
-        snprintf(g->reason, sizeof(g->reason),
-                 "the sign-in is %lld seconds old; registration needs one made at this login "
-                 "(within %d seconds)",
-                 (long long)age, ENROLL_FRESH_S);
-        r = PG_ERR_TOKEN;
-    }
+    int r = person_signed_in(g, &signed_in_at);
     bool gated = r == 0;
     if (gated) {
-        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false, NULL};
+        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid,
+                              g->gid, false,       NULL,      signed_in_at};
         if ((r = pg_enroll(&e, &done, &err)) < 0)
             snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
     }

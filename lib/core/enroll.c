@@ -139,6 +139,18 @@ static json_t *register_request(const struct pg_enroll *e, const char *name, con
     return req;
 }
 
+/* The sign-in the caller vouches for, for the helper to hold the stored set to. */
+static int vouch(const struct pg_enroll *e, json_t *req, struct pg_error *err)
+{
+    if (e->unattended)
+        return 0;
+    if (e->signed_in_at <= 0)
+        return pg_fail(err, PG_ERR_DENIED, "no sign-in was made for this change");
+    if (json_object_set_new(req, "signed_in_at", json_integer(e->signed_in_at)) < 0)
+        return pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
 /* The helper gets a deadline of its own, earlier than ours: it must not
  * change the pool after we have given up waiting for it. */
 static int call(const struct pg_enroll *e, enum pg_msg_type type, json_t *req, json_t **done,
@@ -238,6 +250,8 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
         if (r == 0 && unattended && json_object_update(req, unattended) < 0)
             r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
         if (r == 0)
+            r = vouch(e, req, err);
+        if (r == 0)
             r = call(e, PG_MSG_REGISTER, req, &done, err);
         json_decref(req);
     }
@@ -280,7 +294,9 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
     if (r == 0) {
         json_t *req = json_pack("{s:s, s:I, s:{s:s}}", "config", e->config_path, "uid",
                                 (json_int_t)e->uid, "agent", "name", name);
-        r = call(e, PG_MSG_UNREGISTER, req, &done, err);
+        r = req ? vouch(e, req, err) : pg_fail(err, PG_ERR_NOMEM, "out of memory");
+        if (r == 0)
+            r = call(e, PG_MSG_UNREGISTER, req, &done, err);
         json_decref(req);
     }
     if (r == 0) {

@@ -18,7 +18,7 @@
 #include "store.h"
 
 int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **token,
-                   bool *has_refresh, struct pg_error *err)
+                   bool *has_refresh, int64_t *signed_in_at, struct pg_error *err)
 {
     struct pg_tokenset ts = {0};
     int dir = -1;
@@ -38,6 +38,8 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
         r = PG_ERR_IO; /* as good as nothing stored: a sign-in follows */
     else {
         *has_refresh = ts.refresh_token != NULL;
+        if (signed_in_at)
+            *signed_in_at = ts.signed_in_at;
         *token = TAKE_PTR(*gate);
     }
     pg_tokenset_clear(&ts);

@@ -9,6 +9,7 @@
 #define PG_GATE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -23,10 +24,12 @@ enum pg_gate_keys {
 
 /* The gate token (id_token or access_token, per `validate`) of the set
  * stored for uid, as a copy to release with pg_free_secret(); *has_refresh
- * tells whether a refresh token is stored too.  PG_ERR_IO when none, and
- * when the sign-in behind the set is older than sign_in_max_age. */
+ * tells whether a refresh token is stored too, and *signed_in_at (when not
+ * NULL) when the device-code sign-in behind the set was made (0 unknown).
+ * PG_ERR_IO when none, and when the sign-in behind the set is older than
+ * sign_in_max_age. */
 int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **token,
-                   bool *has_refresh, struct pg_error *err);
+                   bool *has_refresh, int64_t *signed_in_at, struct pg_error *err);
 
 struct pg_tokenset;
 

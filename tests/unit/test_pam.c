@@ -15,6 +15,7 @@
 #include <grp.h>
 #include <linux/securebits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -166,10 +167,16 @@ struct operator
     char text[8192];
 };
 
+/* In a thread signing in beside the test: where its user codes go. */
+static _Thread_local int report_fd = -1;
+
 static void act(struct operator* op, const char *text)
 {
     const char *p = strstr(text, "enter the code ");
     char code[64];
+    /* (A sign-in beside the test: the test approves, or not, as it pleases.) */
+    if (p && report_fd >= 0 && sscanf(p + 15, "%63s", code) == 1)
+        dprintf(report_fd, "%s\n", code);
     if (!op->action || !p || sscanf(p + 15, "%63s", code) != 1)
         return;
     const struct pg_form_field f[] = {
@@ -800,46 +807,74 @@ static void test_session_register(void **state)
     assert_no_children();
 }
 
-/* session ... register from a stored sign-in: only one at most 600 seconds
- * old enrolls, so deleting .agent does not let an old sign-in enroll again. */
-static void test_session_register_needs_fresh_sign_in(void **state)
+/*
+ * The attack of a silent refresh: an operator signed in once; later the
+ * agent's .agent is gone, its id_token has expired, and someone who can
+ * log in as the agent account does so.  Auth refreshes silently (a new
+ * id_token with a fresh iat); the session phase must not register the
+ * agent, nor from the cached token; only a login whose auth completed a
+ * device-code sign-in does.
+ */
+static void test_session_register_not_by_refresh(void **state)
 {
     (void)state;
-    char extra[1024], dir[512], path[600], agent[64];
+    char extra[1200], dir[512], path[600], agent[64];
     struct stat st;
     const struct passwd *pw = agent_account(agent, "fresh", dir, extra);
+    strcat(extra, "clock_skew = 0\n");
     write_conf(conf, extra);
     service("pg-signin", "auth required MOD reauth prompt=info\n");
     service("pg-cached", "auth required MOD\nsession required MOD register\n");
+    service("pg-person", "auth required MOD reauth prompt=info\nsession required MOD register\n");
     snprintf(path, sizeof(path), "%s/.agent", dir);
 
-    /* A sign-in now; the next login, 700 seconds later by the module's
-     * clock, passes auth from the stored set but does not enroll. */
+    configure("token_lifetime", "2");
     struct operator op = {"approve", role, ANSWER, 0, 0, ""};
     assert_int_equal(run_for(agent, "pg-signin", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
-    loglen = 0;
-    logbuf[0] = '\0';
-    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
-    int session = -1;
-    clock_ahead = 700;
-    int r = run_for(agent, "pg-cached", &none, 0, PAMTEST_OPEN_SESSION, &session);
-    clock_ahead = 0;
-    assert_int_equal(r, PAM_SUCCESS);
-    assert_int_equal(session, PAM_SESSION_ERR);
-    assert_int_equal(none.style, PAM_ERROR_MSG);
-    assert_non_null(strstr(none.text, "the agent was not registered: the sign-in is 70"));
-    assert_non_null(strstr(none.text, "registration needs one made at this login (within 600"));
-    assert_logged("register user=");
-    assert_logged("agent=\"pam-fresh\" agent_id=0 outcome=refused reason=\"the sign-in is 70");
-    assert_null(strstr(logbuf, "outcome=registered"));
-    assert_int_equal(lstat(path, &st), -1);
-    assert_int_equal(errno, ENOENT);
+    configure("token_lifetime", "3600");
+    sleep(3);
+    const char *refusal = "the agent was not registered: registration needs a device-code sign-in "
+                          "at this login; a stored or refreshed token never registers";
+    for (int i = 0; i < 2; i++) { /* refreshed, then from the cache */
+        loglen = 0;
+        logbuf[0] = '\0';
+        struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+        int session = -1;
+        assert_int_equal(run_for(agent, "pg-cached", &none, 0, PAMTEST_OPEN_SESSION, &session),
+                         PAM_SUCCESS);
+        assert_int_equal(session, PAM_SESSION_ERR);
+        assert_int_equal(none.style, PAM_ERROR_MSG);
+        if (!strstr(none.text, refusal))
+            fail_msg("message: %s", none.text);
+        assert_logged(i == 0 ? "via=refresh outcome=granted" : "via=cached outcome=granted");
+        assert_logged("agent=\"pam-fresh\" agent_id=0 outcome=refused reason=\"registration needs");
+        assert_null(strstr(logbuf, "outcome=registered"));
+        assert_int_equal(lstat(path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+    }
 
-    /* The same stored sign-in at the real time enrolls. */
+    /* The session phase alone, as sshd runs it (auth ran in another
+     * process): the stored sign-in, 200 s old by the module's clock and
+     * refreshed since, does not register either. */
     loglen = 0;
     logbuf[0] = '\0';
-    struct operator now = {NULL, NULL, ANSWER, 0, 0, ""};
-    assert_int_equal(run_for(agent, "pg-cached", &now, 0, PAMTEST_OPEN_SESSION, &session),
+    struct operator alone = {NULL, NULL, ANSWER, 0, 0, ""};
+    struct pam_testcase only[] = {pam_test(PAMTEST_OPEN_SESSION, PAM_SESSION_ERR)};
+    clock_ahead = 200;
+    _pamtest_conv("pg-cached", agent, conv, &alone, only, 1, NULL);
+    clock_ahead = 0;
+    assert_int_equal(only[0].op_rv, PAM_SESSION_ERR);
+    if (!strstr(alone.text, refusal))
+        fail_msg("message: %s", alone.text);
+    assert_logged("outcome=refused");
+    assert_int_equal(lstat(path, &st), -1);
+
+    /* A person signs in at this login: registered. */
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator person = {"approve", role, ANSWER, 0, 0, ""};
+    int session = -1;
+    assert_int_equal(run_for(agent, "pg-person", &person, 0, PAMTEST_OPEN_SESSION, &session),
                      PAM_SUCCESS);
     assert_int_equal(session, PAM_SUCCESS);
     assert_logged("agent=\"pam-fresh\"");
@@ -847,6 +882,216 @@ static void test_session_register_needs_fresh_sign_in(void **state)
     assert_int_equal(lstat(path, &st), 0);
     assert_int_equal(st.st_uid, pw->pw_uid);
     write_conf(conf, "");
+    assert_no_children();
+}
+
+/* A stored gate token that verifies but ends within a few seconds is
+ * refreshed in auth: the account phase, moments later, must not find it
+ * expired. */
+static void test_refresh_near_expiry(void **state)
+{
+    (void)state;
+    char lines[1024], path[512];
+    snprintf(path, sizeof(path), "%s/pg-near", svcdir);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth\n", module,
+             conf_fast, helper);
+    write_file(path, 0644, lines);
+    configure("token_lifetime", "60");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-near", &op), PAM_SUCCESS);
+    configure("token_lifetime", "3600");
+    snprintf(lines, sizeof(lines),
+             "auth required %s config=%s helper=%s\naccount required %s "
+             "config=%s helper=%s\n",
+             module, conf_fast, helper, module, conf_fast, helper);
+    write_file(path, 0644, lines);
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+    int account = -1;
+    clock_ahead = 57; /* the token has 3 s left by the module's clock */
+    int r = run("pg-near", &none, 0, PAMTEST_ACCOUNT, &account);
+    clock_ahead = 0;
+    assert_int_equal(r, PAM_SUCCESS);
+    assert_int_equal(account, PAM_SUCCESS);
+    assert_int_equal(none.calls, 0);
+    assert_logged("auth service=pg-near");
+    assert_logged("via=refresh outcome=granted");
+    assert_null(strstr(logbuf, "via=cached"));
+    assert_no_children();
+}
+
+/*
+ * A refreshed set whose gate token fails the policy (the operator's role
+ * was taken away) is not stored: the stored set is deleted and the next
+ * login asks for a sign-in.
+ */
+static void test_refresh_fails_policy(void **state)
+{
+    (void)state;
+    char lines[1024], path[512];
+    snprintf(path, sizeof(path), "%s/pg-policy", svcdir);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s prompt=info\n", module,
+             conf_fast, helper);
+    write_file(path, 0644, lines);
+    forget();
+    configure("token_lifetime", "2");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-policy", &op), PAM_SUCCESS);
+    configure("token_lifetime", "3600");
+    const struct pg_form_field unassign[] = {{"oid", oid}, {"roles", ""}};
+    idp_control(control, ca, "roles", unassign, 2);
+    sleep(3);
+    /* Nobody signs in: refused, and the refreshed set was not stored. */
+    configure("expires_in", "3");
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+    int r = auth("pg-policy", &none);
+    configure("expires_in", "900");
+    const struct pg_form_field restore[] = {{"oid", oid}};
+    idp_control(control, ca, "roles", restore, 1);
+    assert_int_equal(r, PAM_AUTH_ERR);
+    assert_int_equal(none.calls, 1); /* the sign-in it fell back to */
+    assert_string_equal(stored(), "");
+    /* The operator signs in: let in. */
+    struct operator again = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-policy", &again), PAM_SUCCESS);
+    assert_int_equal(again.calls, 1);
+    assert_non_null(strstr(stored(), "signed_in_at"));
+    assert_no_children();
+}
+
+/* ---- concurrent sign-ins for one account --------------------------------- */
+
+/* A sign-in beside the test, in a thread of its own (a second login for
+ * the account): its user code goes down `fd`, and nobody in it approves
+ * anything; `result` gets its PAM code. */
+struct beside {
+    pthread_t thread;
+    const char *svc;
+    int fd;
+    int result;
+};
+
+static void *beside_run(void *arg)
+{
+    struct beside *b = arg;
+    struct operator op = {NULL, NULL, ANSWER, 0, 0, ""};
+    report_fd = b->fd;
+    b->result = run(b->svc, &op, 0, PAMTEST_ACCOUNT, NULL);
+    return NULL;
+}
+
+static void sign_in_beside(struct beside *b, const char *svc, int fd)
+{
+    *b = (struct beside){.svc = svc, .fd = fd, .result = -1};
+    assert_int_equal(pthread_create(&b->thread, NULL, beside_run, b), 0);
+}
+
+/* One user code from the sign-ins beside, within 30 s. */
+static void next_code(FILE *f, char *code, size_t n)
+{
+    struct pollfd p = {.fd = fileno(f), .events = POLLIN};
+    if (poll(&p, 1, 30000) != 1)
+        fail_msg("no user code from a sign-in beside; log:\n%s", logbuf);
+    assert_non_null(fgets(code, (int)n, f));
+    code[strcspn(code, "\n")] = '\0';
+}
+
+static void approve_as(const char *code, const char *name)
+{
+    const struct pg_form_field f[] = {
+        {"user_code", code}, {"roles", role}, {"oid", oid}, {"name", name}};
+    idp_control(control, ca, "approve", f, 4);
+}
+
+/*
+ * The attack of an idle client: someone sits at the code prompt of a login
+ * for the account and never signs in.  An operator's sign-in for the same
+ * account goes through in the time its own approval takes, not after the
+ * store's lock timeout (10 s).
+ */
+static void test_idle_sign_in_blocks_nobody(void **state)
+{
+    (void)state;
+    int fds[2];
+    char code[64];
+    service("pg-reauth", "auth required MOD reauth prompt=info\n");
+    assert_int_equal(pipe(fds), 0);
+    FILE *codes = fdopen(fds[0], "r");
+    configure("expires_in", "15");
+    struct beside idle;
+    sign_in_beside(&idle, "pg-reauth", fds[1]);
+    next_code(codes, code, sizeof(code)); /* the idle client waits at its prompt */
+    configure("expires_in", "900");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    int r = auth("pg-reauth", &op);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_int_equal(pthread_join(idle.thread, NULL), 0);
+    fclose(codes);
+    close(fds[1]);
+    assert_int_equal(r, PAM_SUCCESS);
+    if (took > 8)
+        fail_msg("the sign-in took %.1f s beside an idle one", took);
+    assert_int_equal(idle.result, PAM_AUTH_ERR); /* its code expired */
+    assert_no_children();
+}
+
+/* Six sign-ins for one account at once, approved in random order: each
+ * succeeds, and the stored set is whole and the newest sign-in's. */
+static void test_concurrent_sign_ins(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    int fds[2];
+    char codes[N][64], name[64];
+    struct beside kids[N];
+    int order[N];
+    service("pg-reauth", "auth required MOD reauth prompt=info\n");
+    assert_int_equal(pipe(fds), 0);
+    FILE *f = fdopen(fds[0], "r");
+    for (int i = 0; i < N; i++)
+        sign_in_beside(&kids[i], "pg-reauth", fds[1]);
+    for (int i = 0; i < N; i++) {
+        next_code(f, codes[i], sizeof(codes[i]));
+        order[i] = i;
+    }
+    srand((unsigned)time(NULL));
+    for (int i = N - 1; i > 0; i--) {
+        int j = rand() % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    /* Approvals 1.5 s apart: each sign-in completes in a later second than
+     * the one before (the children poll every second). */
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "Operator %d", i);
+        approve_as(codes[order[i]], name);
+        if (i < N - 1)
+            usleep(1500000);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(kids[i].thread, NULL), 0);
+        ok += kids[i].result == PAM_SUCCESS;
+    }
+    fclose(f);
+    close(fds[1]);
+    assert_int_equal(ok, N);
+    /* The stored set: verified from the cache, the last operator's. */
+    service("pg-fast", "auth required MOD\n");
+    loglen = 0;
+    logbuf[0] = '\0';
+    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-fast", &none), PAM_SUCCESS);
+    assert_int_equal(none.calls, 0);
+    snprintf(name, sizeof(name), "name=\"Operator %d\"", N - 1);
+    assert_logged(name);
+    assert_logged("via=cached outcome=granted");
     assert_no_children();
 }
 
@@ -1535,6 +1780,8 @@ int main(int argc, char **argv)
     fault_module = argc == 4 ? argv[3] : NULL;
     if (fault_module)
         cmocka_set_test_filter("test_faults");
+    else if (getenv("PG_PAM_TEST")) /* one test, by name (while working on it) */
+        cmocka_set_test_filter(getenv("PG_PAM_TEST"));
     else
         cmocka_set_skip_filter("test_faults");
     module = argv[1];
@@ -1583,7 +1830,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
-        cmocka_unit_test_setup(test_session_register_needs_fresh_sign_in, setup),
+        cmocka_unit_test_setup(test_session_register_not_by_refresh, setup),
+        cmocka_unit_test_setup(test_refresh_near_expiry, setup),
+        cmocka_unit_test_setup(test_refresh_fails_policy, setup),
+        cmocka_unit_test_setup(test_idle_sign_in_blocks_nobody, setup),
+        cmocka_unit_test_setup(test_concurrent_sign_ins, setup),
         cmocka_unit_test_setup(test_broken_setup, setup),
         cmocka_unit_test_setup(test_account_alone, setup),
         cmocka_unit_test_setup(test_helper_bounded, setup),
