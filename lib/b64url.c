@@ -31,10 +31,23 @@ PG_EXPORT int pg_b64url_decode(const char *in, size_t len, unsigned char *out, s
     if (!in || !out || !outlen || len % 4 == 1)
         return PG_ERR_ARG;
 
-    size_t o = 0;
+    size_t o = 0, i = 0;
+    const unsigned char *u = (const unsigned char *)in;
+    /* Whole groups of four characters (three bytes) first: tokens and keys
+     * are decoded on every login. */
+    for (; i + 4 <= len; i += 4) {
+        unsigned a = b64url_value[u[i]], b = b64url_value[u[i + 1]], c = b64url_value[u[i + 2]],
+                 d = b64url_value[u[i + 3]];
+        if (!a || !b || !c || !d)
+            return PG_ERR_ARG;
+        uint32_t v = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+        out[o++] = (unsigned char)(v >> 16);
+        out[o++] = (unsigned char)(v >> 8);
+        out[o++] = (unsigned char)v;
+    }
     uint32_t acc = 0;
     unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (; i < len; i++) {
         unsigned v = b64url_value[(unsigned char)in[i]];
         if (v == 0)
             return PG_ERR_ARG;

@@ -135,17 +135,66 @@ static int parse_escape(struct parser *ps, char *o, size_t *n)
     if (ps->p >= ps->end)
         return -1;
     unsigned char c = *ps->p++;
-    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-    const char *hit = c ? strchr(from, c) : NULL;
-    if (hit) {
-        o[(*n)++] = to[hit - from];
+    char out;
+    switch (c) {
+    case '"':
+    case '\\':
+    case '/':
+        out = (char)c;
+        break;
+    case 'b':
+        out = '\b';
+        break;
+    case 'f':
+        out = '\f';
+        break;
+    case 'n':
+        out = '\n';
+        break;
+    case 'r':
+        out = '\r';
+        break;
+    case 't':
+        out = '\t';
+        break;
+    default: {
+        uint32_t cp;
+        if (c != 'u' || parse_uescape(ps, &cp) < 0)
+            return -1;
+        put_utf8(o, n, cp);
         return 0;
     }
-    uint32_t cp;
-    if (c != 'u' || parse_uescape(ps, &cp) < 0)
-        return -1;
-    put_utf8(o, n, cp);
+    }
+    o[(*n)++] = out;
     return 0;
+}
+
+/* What a byte is to the parser: bit 0, it stands for itself in a string
+ * (printable ASCII but '"' and '\\'); bit 1, it may open a value (',' '['
+ * '{', see node_bound).  Control characters and bytes above 0x7f are 0. */
+#define PLAIN 1
+#define OPENS 2
+/* clang-format off */
+static const unsigned char byte_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1,  /* 0x20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 0, 1, 1, 1,  /* 0x50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1, 1,  /* 0x70 */
+};
+/* clang-format on */
+
+/* Bytes from p that stand for themselves in a string: printable ASCII other
+ * than '"' and '\\' (the common case, copied as one run). */
+static size_t plain_run(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *q = p;
+    while (q < end && (byte_class[*q] & PLAIN))
+        q++;
+    return (size_t)(q - p);
 }
 
 /* A string after its opening quote; the decoded text goes to the string area. */
@@ -155,6 +204,10 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *outlen)
     char *o = d->strings + d->nstr;
     size_t n = 0;
     for (;;) {
+        size_t run = plain_run(ps->p, ps->end);
+        memcpy(o + n, ps->p, run);
+        n += run;
+        ps->p += run;
         if (ps->p >= ps->end)
             return -1;
         unsigned char c = *ps->p;
@@ -166,11 +219,8 @@ static int parse_string(struct parser *ps, const char **out, uint32_t *outlen)
             ps->p++;
             if (parse_escape(ps, o, &n) < 0)
                 return -1;
-        } else if (c < 0x20) {
-            return -1;
         } else if (c < 0x80) {
-            o[n++] = (char)c;
-            ps->p++;
+            return -1; /* a control character (plain_run took the rest) */
         } else {
             size_t k = utf8_seq(ps->p, ps->end);
             if (k == 0)
@@ -271,6 +321,8 @@ static int parse_container(struct parser *ps, struct pg_json *v, bool object)
         uint32_t keylen = 0;
         skip_ws(ps);
         if (object) {
+            if (v->len >= PG_JSON_MAX_MEMBERS)
+                return -1;
             if (ps->p >= ps->end || *ps->p++ != '"' || parse_string(ps, &key, &keylen) < 0)
                 return -1;
             if (key_seen(v->u.first, key, keylen))
@@ -339,7 +391,7 @@ static size_t node_bound(const char *in, size_t len)
 {
     size_t n = 1;
     for (size_t i = 0; i < len; i++)
-        n += in[i] == ',' || in[i] == '[' || in[i] == '{';
+        n += (byte_class[(unsigned char)in[i]] & OPENS) != 0;
     return n;
 }
 
@@ -377,6 +429,13 @@ void pg_json_free(struct pg_json_doc *doc)
     free(doc);
 }
 
+void pg_json_free_secret(struct pg_json_doc *doc)
+{
+    if (doc)
+        pg_memzero(doc, sizeof(*doc) + doc->capnodes * sizeof(struct pg_json) + doc->capstr);
+    free(doc);
+}
+
 const struct pg_json *pg_json_root(const struct pg_json_doc *doc)
 {
     return doc ? &doc->nodes[0] : NULL;
@@ -391,4 +450,16 @@ const struct pg_json *pg_json_get(const struct pg_json *obj, const char *key)
         if (m->keylen == keylen && memcmp(m->key, key, keylen) == 0)
             return m;
     return NULL;
+}
+
+const char *pg_json_str(const struct pg_json *obj, const char *key)
+{
+    const struct pg_json *v = pg_json_get(obj, key);
+    return v && v->type == PG_JSON_STRING ? v->u.s : NULL;
+}
+
+int64_t pg_json_int(const struct pg_json *obj, const char *key)
+{
+    const struct pg_json *v = pg_json_get(obj, key);
+    return v && v->type == PG_JSON_INT ? v->u.i : 0;
 }
