@@ -126,6 +126,29 @@ static void test_rejects(void **state)
     expect_reject("{\"a\":\"b\0\"}", 10); /* raw NUL */
 }
 
+/* The node area is sized from the length alone (len >= 2 * nodes - 1): the
+ * densest documents must still fit. */
+static void test_densest(void **state)
+{
+    (void)state;
+    static const char *const dense[] = {"0",           "[]",       "[0]",
+                                        "[0,0]",       "[[]]",     "[[],[]]",
+                                        "[[0],[0]]",   "{\"\":0}", "{\"\":[],\"a\":{}}",
+                                        "[{},{},[],0]"};
+    for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++)
+        pg_json_free(parse_ok(dense[i]));
+    char buf[4001];
+    size_t off = 0;
+    buf[off++] = '[';
+    for (int i = 0; i < 1999; i++)
+        off += (size_t)snprintf(buf + off, sizeof(buf) - off, i ? ",0" : "0");
+    buf[off++] = ']';
+    struct pg_json_doc *d = NULL;
+    assert_int_equal(pg_json_parse(buf, off, &d), 0);
+    assert_int_equal(pg_json_root(d)->len, 1999);
+    pg_json_free(d);
+}
+
 static void test_depth_limit(void **state)
 {
     (void)state;
@@ -186,7 +209,7 @@ int main(void)
         cmocka_unit_test(test_object_members), cmocka_unit_test(test_surrogate_pair),
         cmocka_unit_test(test_int64_limits),   cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_depth_limit),    cmocka_unit_test(test_many_members),
-        cmocka_unit_test(test_member_limit),
+        cmocka_unit_test(test_member_limit),   cmocka_unit_test(test_densest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
