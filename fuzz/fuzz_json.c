@@ -2,7 +2,8 @@
  * The strict token JSON parser, differentially against jansson with
  * duplicate rejection: the two must agree on every document except where
  * json.h documents a difference (nesting deeper than PG_JSON_MAX_DEPTH,
- * reals kept without a value).
+ * an object of more than PG_JSON_MAX_MEMBERS members, reals kept without
+ * a value).
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -22,16 +23,19 @@ static bool has_real(const struct pg_json *v)
     return false;
 }
 
-static size_t depth(json_t *j)
+/* The nesting depth of j (wide = false), or the most members any object in
+ * it has (wide = true): the two limits json.h documents. */
+static size_t measure(json_t *j, bool wide)
 {
-    size_t d = 0, i;
+    bool container = json_is_array(j) || json_is_object(j);
+    size_t m = wide && json_is_object(j) ? json_object_size(j) : 0, i;
     const char *k;
     json_t *c;
     if (json_is_array(j))
-        json_array_foreach(j, i, c) if (depth(c) > d) d = depth(c);
+        json_array_foreach(j, i, c) if (measure(c, wide) > m) m = measure(c, wide);
     if (json_is_object(j))
-        json_object_foreach(j, k, c) if (depth(c) > d) d = depth(c);
-    return d + (json_is_array(j) || json_is_object(j));
+        json_object_foreach(j, k, c) if (measure(c, wide) > m) m = measure(c, wide);
+    return wide ? m : m + container;
 }
 
 static void same(const struct pg_json *v, json_t *j)
@@ -92,7 +96,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         same(pg_json_root(doc), j);
     else if (r == 0 && !has_real(pg_json_root(doc)))
         abort(); /* accepted what jansson refuses, and not for a real's range */
-    else if (r != 0 && j && depth(j) <= PG_JSON_MAX_DEPTH && !memchr(data, '\0', size))
+    else if (r != 0 && j && measure(j, false) <= PG_JSON_MAX_DEPTH &&
+             measure(j, true) <= PG_JSON_MAX_MEMBERS && !memchr(data, '\0', size))
         abort(); /* refused a document jansson accepts (jansson stops reading at a NUL byte) */
     json_decref(j);
     pg_json_free(doc);

@@ -101,14 +101,16 @@ static int check_parent(const struct stat *st, uid_t owner, const char *dir, con
 }
 
 /* One step of the walk: open `name` below *dirfd (NULL: "/"), check it as
- * `dir`, and make it the new *dirfd. */
+ * `dir`, and make it the new *dirfd.  *missed: it could not be opened as a
+ * directory without following a link (rather than failing its check). */
 static int walk_step(int *dirfd, const char *name, const char *dir, uid_t owner, const char *prefix,
-                     struct pg_error *err)
+                     bool *missed, struct pg_error *err)
 {
     int d = name ? openat(*dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                  : open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     int r;
+    *missed = d < 0;
     if (d >= 0 && fstat(d, &st) == 0) {
         r = check_parent(&st, owner, dir, prefix, err);
     } else {
@@ -123,18 +125,60 @@ static int walk_step(int *dirfd, const char *name, const char *dir, uid_t owner,
     return r;
 }
 
+/* Walk `dir` (absolute, without an empty, "." or ".." component) down from
+ * "/"; *dirfd ends on its last directory.  While a component is checked,
+ * dir is cut after it, to name it. */
+static int walk(char *dir, uid_t owner, const char *prefix, int *dirfd, bool *missed,
+                struct pg_error *err)
+{
+    int r = walk_step(dirfd, NULL, "/", owner, prefix, missed, err);
+    for (char *p = dir + 1; r == 0 && *p;) {
+        char *end = strchrnul(p, '/'), save = *end;
+        *end = '\0';
+        r = walk_step(dirfd, p, dir, owner, prefix, missed, err);
+        *end = save;
+        p = save ? end + 1 : end;
+    }
+    return r;
+}
+
+/* Whether `dir` is spelled as realpath() spells a directory: absolute,
+ * without an empty, "." or ".." component.  (Links do not show in the
+ * spelling: the walk's O_NOFOLLOW meets them.) */
+static bool plain_absolute(const char *dir)
+{
+    if (dir[0] != '/')
+        return false;
+    for (const char *p = dir + 1; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p += n + (p[n] == '/');
+        if (p[-1] == '/' && !*p)
+            return false; /* a trailing slash */
+    }
+    return true;
+}
+
 /*
- * OpenSSH's safe_path(), done on descriptors.  The parent is resolved once
- * with realpath() (links in the directories are allowed; what counts is
- * where they lead), then walked down from "/": each component is opened
- * with O_PATH|O_NOFOLLOW relative to the descriptor of the directory above
- * it, which was checked first, and is checked with fstat on its own
+ * OpenSSH's safe_path(), done on descriptors.  The parent is resolved with
+ * realpath() (links in the directories are allowed; what counts is where
+ * they lead), then walked down from "/": each component is opened with
+ * O_PATH|O_NOFOLLOW relative to the descriptor of the directory above it,
+ * which was checked first, and is checked with fstat on its own
  * descriptor; the file is finally opened relative to the last of them.
  * Why this is race-free: a checked directory can be changed only by root
  * or `owner` (or, sticky, its entries only by their owners), so nobody
  * else can swap a component below it after the check; a swap before the
  * walk reaches it makes O_NOFOLLOW or the check fail, never a pass.  The
  * descriptors, not the names, carry the result from one step to the next.
+ *
+ * A parent already spelled as realpath() would spell it is walked as it
+ * is first (the common case: a readlink per component saved on every
+ * login); only when a component cannot be opened that way (a link, or
+ * missing) is the walk made again on realpath()'s answer.  Both walks
+ * check the same directories when the first one reaches its end: every
+ * component it opened was a directory, not a link.
  */
 int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd,
                          struct pg_error *err)
@@ -142,28 +186,28 @@ int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *f
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     char *parent = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    char *real = parent ? realpath(parent, NULL) : NULL;
-    int e = errno, r = 0, dirfd = -1;
     const char *prefix = strcmp(what, path) == 0 ? NULL : what;
-    bool nomem = !parent;
-    free(parent);
-    if (!real)
-        return nomem ? pg_fail(err, PG_ERR_NOMEM, "out of memory")
-                     : pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(e));
-    if (!*base)
-        r = pg_fail(err, PG_ERR_PERM, "%s: not a regular file", what);
-    /* real is absolute and free of links, ".", ".." and repeated slashes;
-     * while a component is checked, real is cut after it, to name it. */
-    if (r == 0)
-        r = walk_step(&dirfd, NULL, "/", owner, prefix, err);
-    for (char *p = real + 1; r == 0 && *p;) {
-        char *end = strchrnul(p, '/'), save = *end;
-        *end = '\0';
-        r = walk_step(&dirfd, p, real, owner, prefix, err);
-        *end = save;
-        p = save ? end + 1 : end;
+    int r = 0, dirfd = -1;
+    bool missed = true;
+    if (!parent)
+        return pg_fail(err, PG_ERR_NOMEM, "out of memory");
+    if (*base && plain_absolute(parent))
+        r = walk(parent, owner, prefix, &dirfd, &missed, err);
+    if (missed) {
+        char *real = realpath(parent, NULL);
+        int e = errno;
+        if (dirfd >= 0)
+            close(dirfd);
+        dirfd = -1;
+        if (!real)
+            r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(e));
+        else if (!*base)
+            r = pg_fail(err, PG_ERR_PERM, "%s: not a regular file", what);
+        else
+            r = walk(real, owner, prefix, &dirfd, &missed, err);
+        free(real);
     }
-    free(real);
+    free(parent);
     if (r == 0)
         r = open_trusted_at(dirfd, base, false, owner, what, fd, err);
     if (dirfd >= 0)

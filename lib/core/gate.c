@@ -105,12 +105,15 @@ int pg_gate_verify(const struct pg_config *cfg, uid_t owner, const char *token, 
         *keys = PG_GATE_KEYS_FETCH;
         r = r < 0 ? r : pg_fail(err, PG_ERR_IO, "the cached key set is older than a day");
     }
-    /* Only the token's key is built: a whole set of RSA keys costs far more
-     * than the one verification the fast path needs. */
+    /* Only the token's key is built, and its state only for the token's
+     * algorithm: a whole set of RSA keys, or one key's state for all six RSA
+     * algorithms, costs far more than the one verification the fast path
+     * needs. */
     char kid[256];
-    bool one = r == 0 && pg_jws_peek_kid(token, strlen(token), kid, sizeof(kid)) == 0;
+    unsigned alg = 0;
+    bool one = r == 0 && pg_jws_peek(token, strlen(token), kid, sizeof(kid), &alg) == 0;
     if (r == 0)
-        r = pg_keyset_parse_for(e.jwks, strlen(e.jwks), one ? kid : NULL, &ks, err);
+        r = pg_keyset_parse_for(e.jwks, strlen(e.jwks), one ? kid : NULL, one ? alg : 0, &ks, err);
     if (r == 0) {
         r = pg_verify_token(cfg, ks, token, strlen(token),
                             &(struct pg_verify_opts){.now = (time_t)t}, res);

@@ -12,8 +12,13 @@
  *   - integers outside int64 are rejected; non-integers are kept only as
  *     "real" with no value, since no claim poolgate reads is fractional;
  *   - nesting deeper than PG_JSON_MAX_DEPTH and trailing data are rejected.
- * jansson (with JSON_REJECT_DUPLICATES) is still used for key sets and
- * protocol responses, where speed does not matter.
+ *   - an object with more than PG_JSON_MAX_MEMBERS members is rejected,
+ *     which bounds the duplicate check (linear per member) on the largest
+ *     input it reads, a 256 KiB key set.
+ * The PAM fast path reads everything with it: the token, the stored token
+ * set, the key cache and the key set in it.  jansson (with
+ * JSON_REJECT_DUPLICATES) is still used for protocol responses and for
+ * writing files, where speed does not matter.
  */
 #ifndef PG_JSON_H
 #define PG_JSON_H
@@ -22,6 +27,7 @@
 #include <stdint.h>
 
 #define PG_JSON_MAX_DEPTH 32
+#define PG_JSON_MAX_MEMBERS 4096
 
 enum pg_json_type {
     PG_JSON_NULL,
@@ -52,9 +58,17 @@ struct pg_json_doc;
 /* 0, PG_ERR_ARG for anything that is not one strict JSON value, or PG_ERR_NOMEM. */
 int pg_json_parse(const char *in, size_t len, struct pg_json_doc **out);
 void pg_json_free(struct pg_json_doc *doc);
+/* pg_json_free, clearing the tree and its strings first (they held a secret). */
+void pg_json_free_secret(struct pg_json_doc *doc);
 const struct pg_json *pg_json_root(const struct pg_json_doc *doc);
 
 /* The member named `key` of an object, or NULL (also when obj is not an object). */
 const struct pg_json *pg_json_get(const struct pg_json *obj, const char *key);
+
+/* The member's string, or NULL when it is absent or not a string. */
+const char *pg_json_str(const struct pg_json *obj, const char *key);
+
+/* The member's integer, or 0 when it is absent or not an integer. */
+int64_t pg_json_int(const struct pg_json *obj, const char *key);
 
 #endif

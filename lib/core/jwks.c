@@ -11,14 +11,18 @@
  *     set, so one odd key published beside good ones breaks nothing.
  *   - Verification state (EVP_PKEY_CTX with padding and digest set) is made
  *     here, once per key and algorithm, so verifying a token does no setup.
+ *
+ * The set is read with the strict parser of json.h (duplicate members
+ * refused, as with tokens): the PAM fast path reads it on every login, and
+ * jansson's per-member hash tables cost several times what this does.
  */
-#include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
 #include "internal.h"
+#include "json.h"
 #include "keys.h"
 
 #define RSA_ALGS                                                                                   \
@@ -57,7 +61,7 @@ const EVP_MD *pg_keyset_md(const struct pg_keyset *ks, unsigned alg)
     return ks->md[alg_digest(alg)];
 }
 
-static unsigned alg_from_name(const char *name)
+unsigned pg_alg_from_name(const char *name)
 {
     for (int i = 0; i < PG_NALGS; i++)
         if (strcmp(name, alg_names[i]) == 0)
@@ -66,9 +70,9 @@ static unsigned alg_from_name(const char *name)
 }
 
 /* Decode a base64url member into a BIGNUM; NULL when absent or not strict. */
-static BIGNUM *member_bn(json_t *jwk, const char *name, size_t *nbytes)
+static BIGNUM *member_bn(const struct pg_json *jwk, const char *name, size_t *nbytes)
 {
-    const char *s = json_string_value(json_object_get(jwk, name));
+    const char *s = pg_json_str(jwk, name);
     if (!s)
         return NULL;
     size_t len = strlen(s), outlen = 0;
@@ -96,7 +100,7 @@ static EVP_PKEY *pkey_from_params(const char *type, OSSL_PARAM_BLD *bld)
     return pkey;
 }
 
-static const char *load_rsa(json_t *jwk, struct pg_key *k)
+static const char *load_rsa(const struct pg_json *jwk, struct pg_key *k)
 {
     const char *why = "RSA key with a malformed 'n' or 'e'";
     size_t nbytes = 0;
@@ -133,9 +137,9 @@ out:
 }
 
 /* Copy a fixed-width coordinate; false unless exactly `width` bytes. */
-static bool ec_coord(json_t *jwk, const char *name, unsigned char *out, size_t width)
+static bool ec_coord(const struct pg_json *jwk, const char *name, unsigned char *out, size_t width)
 {
-    const char *s = json_string_value(json_object_get(jwk, name));
+    const char *s = pg_json_str(jwk, name);
     size_t outlen = 0;
     unsigned char buf[128];
     if (!s || strlen(s) > 96 || pg_b64url_decode(s, strlen(s), buf, &outlen) < 0 || outlen != width)
@@ -144,9 +148,9 @@ static bool ec_coord(json_t *jwk, const char *name, unsigned char *out, size_t w
     return true;
 }
 
-static const char *load_ec(json_t *jwk, struct pg_key *k)
+static const char *load_ec(const struct pg_json *jwk, struct pg_key *k)
 {
-    const char *crv = json_string_value(json_object_get(jwk, "crv"));
+    const char *crv = pg_json_str(jwk, "crv");
     const char *group;
     size_t width;
     unsigned alg;
@@ -188,35 +192,32 @@ out:
 }
 
 /* `use` must be sig when present; `key_ops` must allow verify when present. */
-static const char *check_purpose(json_t *jwk)
+static const char *check_purpose(const struct pg_json *jwk)
 {
-    json_t *use = json_object_get(jwk, "use");
-    if (use && (!json_is_string(use) || strcmp(json_string_value(use), "sig") != 0))
+    const struct pg_json *use = pg_json_get(jwk, "use");
+    if (use && (use->type != PG_JSON_STRING || strcmp(use->u.s, "sig") != 0))
         return "key 'use' is not \"sig\"";
-    json_t *ops = json_object_get(jwk, "key_ops");
+    const struct pg_json *ops = pg_json_get(jwk, "key_ops");
     if (ops) {
-        size_t i;
-        json_t *op;
         bool verify = false;
-        if (!json_is_array(ops))
+        if (ops->type != PG_JSON_ARRAY)
             return "malformed 'key_ops'";
-        json_array_foreach(ops, i, op)
-        {
-            if (!json_is_string(op))
+        for (const struct pg_json *op = ops->u.first; op; op = op->next) {
+            if (op->type != PG_JSON_STRING)
                 return "malformed 'key_ops'";
-            verify |= strcmp(json_string_value(op), "verify") == 0;
+            verify |= strcmp(op->u.s, "verify") == 0;
         }
         if (!verify)
             return "key 'key_ops' does not allow verify";
     }
-    if (json_object_get(jwk, "d") || json_object_get(jwk, "p") || json_object_get(jwk, "k"))
+    if (pg_json_get(jwk, "d") || pg_json_get(jwk, "p") || pg_json_get(jwk, "k"))
         return "private or symmetric key material in a public key set";
     return NULL;
 }
 
-static const char *load_material(json_t *jwk, struct pg_key *k)
+static const char *load_material(const struct pg_json *jwk, struct pg_key *k)
 {
-    const char *kty = json_string_value(json_object_get(jwk, "kty"));
+    const char *kty = pg_json_str(jwk, "kty");
     if (!kty)
         return "key without a 'kty'";
     if (strcmp(kty, "oct") == 0)
@@ -232,12 +233,12 @@ static const char *load_material(json_t *jwk, struct pg_key *k)
 }
 
 /* An `alg` member narrows the key to that one algorithm, which must fit its type. */
-static const char *apply_alg(json_t *jwk, struct pg_key *k)
+static const char *apply_alg(const struct pg_json *jwk, struct pg_key *k)
 {
-    json_t *alg = json_object_get(jwk, "alg");
+    const struct pg_json *alg = pg_json_get(jwk, "alg");
     if (!alg)
         return NULL;
-    unsigned a = json_is_string(alg) ? alg_from_name(json_string_value(alg)) : 0;
+    unsigned a = alg->type == PG_JSON_STRING ? pg_alg_from_name(alg->u.s) : 0;
     if (!(a & k->algs))
         return "key 'alg' does not fit its key type";
     k->algs = a;
@@ -268,22 +269,30 @@ static int make_vctx(struct pg_keyset *ks, struct pg_key *k, unsigned alg)
     return 0;
 }
 
-static int load_key(struct pg_keyset *ks, json_t *jwk, struct pg_key *k, const char *only)
+/* What pg_keyset_parse_for() builds: keys of one kid (all when NULL), and
+ * verification state for some algorithms (all when 0). */
+struct want {
+    const char *kid;
+    unsigned algs;
+};
+
+static int load_key(struct pg_keyset *ks, const struct pg_json *jwk, struct pg_key *k,
+                    const struct want *want)
 {
-    if (!json_is_object(jwk)) {
+    if (jwk->type != PG_JSON_OBJECT) {
         k->unusable = "key entry is not a JSON object";
         return 0;
     }
-    json_t *kid = json_object_get(jwk, "kid");
-    if (json_is_string(kid) && json_string_length(kid) > 0 && json_string_length(kid) <= KID_MAX) {
-        /* jansson refuses \u0000 without JSON_ALLOW_NUL, so this is a C string. */
-        k->kid = strdup(json_string_value(kid));
+    const struct pg_json *kid = pg_json_get(jwk, "kid");
+    if (kid && kid->type == PG_JSON_STRING && kid->len > 0 && kid->len <= KID_MAX) {
+        /* The parser refuses \u0000, so this is a C string. */
+        k->kid = strdup(kid->u.s);
         if (!k->kid)
             return PG_ERR_NOMEM;
     }
-    json_t *iss = json_object_get(jwk, "issuer");
-    if (json_is_string(iss)) {
-        k->issuer = strdup(json_string_value(iss));
+    const struct pg_json *iss = pg_json_get(jwk, "issuer");
+    if (iss && iss->type == PG_JSON_STRING) {
+        k->issuer = strdup(iss->u.s);
         if (!k->issuer)
             return PG_ERR_NOMEM;
     } else if (iss) {
@@ -291,14 +300,16 @@ static int load_key(struct pg_keyset *ks, json_t *jwk, struct pg_key *k, const c
         return 0;
     }
     k->unusable = k->kid ? NULL : "key without a usable 'kid'";
-    if (!k->unusable && only && strcmp(k->kid, only) != 0)
+    if (!k->unusable && want->kid && strcmp(k->kid, want->kid) != 0)
         k->unusable = "key not loaded (another kid)";
     if (!k->unusable)
         k->unusable = load_material(jwk, k);
     if (!k->unusable)
         k->unusable = apply_alg(jwk, k);
+    /* (k->algs stays whole: which algorithms the key fits is the key's; only
+     * the state for algorithms nobody will ask for is not made.) */
     for (unsigned i = 0; !k->unusable && i < PG_NALGS; i++)
-        if (k->algs & (1u << i)) {
+        if (k->algs & want->algs & (1u << i)) {
             int r = make_vctx(ks, k, 1u << i);
             if (r < 0)
                 return r;
@@ -323,10 +334,17 @@ static void mark_duplicates(struct pg_keyset *ks)
                 ks->keys[i].unusable = ks->keys[j].unusable = "kid appears more than once";
 }
 
-static int fetch_digests(struct pg_keyset *ks)
+/* The digests of the wanted algorithms, fetched once for the whole set. */
+static int fetch_digests(struct pg_keyset *ks, unsigned algs)
 {
     static const char *const names[3] = {"SHA256", "SHA384", "SHA512"};
+    bool need[3] = {false, false, false};
+    for (unsigned i = 0; i < PG_NALGS; i++)
+        if (algs & (1u << i))
+            need[alg_digest(1u << i)] = true;
     for (int i = 0; i < 3; i++) {
+        if (!need[i])
+            continue;
         ks->md[i] = EVP_MD_fetch(NULL, names[i], NULL);
         if (!ks->md[i])
             return PG_ERR_CRYPTO;
@@ -337,40 +355,44 @@ static int fetch_digests(struct pg_keyset *ks)
 PG_EXPORT int pg_keyset_parse(const char *json, size_t len, struct pg_keyset **out,
                               struct pg_error *err)
 {
-    return pg_keyset_parse_for(json, len, NULL, out, err);
+    return pg_keyset_parse_for(json, len, NULL, 0, out, err);
 }
 
-int pg_keyset_parse_for(const char *json, size_t len, const char *only, struct pg_keyset **out,
-                        struct pg_error *err)
+int pg_keyset_parse_for(const char *json, size_t len, const char *kid, unsigned alg,
+                        struct pg_keyset **out, struct pg_error *err)
 {
     if (!json || !out)
         return pg_fail(err, PG_ERR_ARG, "no key set given");
     if (len > PG_KEYSET_MAX_BYTES)
         return pg_fail(err, PG_ERR_KEYSET, "key set larger than %d bytes", PG_KEYSET_MAX_BYTES);
 
-    int r;
-    json_error_t jerr;
-    json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *keys = json_object_get(doc, "keys");
+    const struct want want = {kid, alg ? alg : ~0u};
+    struct pg_json_doc *doc = NULL;
     struct pg_keyset *ks = NULL;
-    if (!doc) {
-        r = pg_fail(err, PG_ERR_KEYSET, "key set is not valid JSON (line %d: %s)", jerr.line,
-                    jerr.text);
+    int r = pg_json_parse(json, len, &doc);
+    const struct pg_json *root = pg_json_root(doc), *keys = pg_json_get(root, "keys");
+    if (r < 0 && r != PG_ERR_ARG) {
+        r = pg_fail(err, r, "cannot load the key set: %s", pg_strerror(r));
         goto out;
     }
-    if (!json_is_array(keys)) {
+    if (r < 0 || root->type != PG_JSON_OBJECT) {
+        r = pg_fail(err, PG_ERR_KEYSET, "key set is not a strict JSON object");
+        goto out;
+    }
+    if (!keys || keys->type != PG_JSON_ARRAY) {
         r = pg_fail(err, PG_ERR_KEYSET, "key set has no \"keys\" array");
         goto out;
     }
-    if (json_array_size(keys) > PG_KEYSET_MAX_KEYS) {
+    if (keys->len > PG_KEYSET_MAX_KEYS) {
         r = pg_fail(err, PG_ERR_KEYSET, "key set has more than %d keys", PG_KEYSET_MAX_KEYS);
         goto out;
     }
     ks = calloc(1, sizeof(*ks));
-    r = ks && (ks->keys = calloc(json_array_size(keys) + 1, sizeof(*ks->keys))) ? fetch_digests(ks)
-                                                                                : PG_ERR_NOMEM;
-    for (size_t i = 0; r == 0 && i < json_array_size(keys); i++, ks->count++)
-        r = load_key(ks, json_array_get(keys, i), &ks->keys[i], only);
+    r = ks && (ks->keys = calloc((size_t)keys->len + 1, sizeof(*ks->keys)))
+            ? fetch_digests(ks, want.algs)
+            : PG_ERR_NOMEM;
+    for (const struct pg_json *jwk = keys->u.first; r == 0 && jwk; jwk = jwk->next, ks->count++)
+        r = load_key(ks, jwk, &ks->keys[ks->count], &want);
     if (r < 0) {
         r = pg_fail(err, r, "cannot load the key set: %s", pg_strerror(r));
         goto out;
@@ -379,7 +401,7 @@ int pg_keyset_parse_for(const char *json, size_t len, const char *only, struct p
     *out = TAKE_PTR(ks);
 out:
     pg_keyset_free(ks);
-    json_decref(doc);
+    pg_json_free(doc);
     return r;
 }
 

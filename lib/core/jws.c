@@ -102,10 +102,7 @@ static int check_header(const struct pg_json *hdr, unsigned allowed, unsigned *a
     pg_sanitize(shown, sizeof(shown), a->u.s, a->len);
     if (strcasecmp(a->u.s, "none") == 0)
         return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is never accepted", shown);
-    unsigned found = 0;
-    for (unsigned bit = 1; bit <= PG_ALG_ES384; bit <<= 1)
-        if (strcmp(a->u.s, pg_alg_name(bit)) == 0)
-            found = bit;
+    unsigned found = pg_alg_from_name(a->u.s);
     if (!found)
         return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is not supported", shown);
     if (!(found & allowed))
@@ -173,10 +170,13 @@ static int verify_signature(const struct pg_keyset *ks, const struct pg_key *k, 
         vsig = der;
     }
     /* The signing input is the header and payload exactly as transmitted. */
+    /* (A set loaded for another algorithm has no state for this one.) */
+    const EVP_MD *dg = pg_keyset_md(ks, alg);
+    EVP_PKEY_CTX *vctx = k->vctx[pg_alg_index(alg)];
     r = PG_ERR_CRYPTO;
-    if (EVP_Digest(sg->h, sg->hlen + 1 + sg->plen, md, &mdlen, pg_keyset_md(ks, alg), NULL) != 1)
+    if (!dg || !vctx || EVP_Digest(sg->h, sg->hlen + 1 + sg->plen, md, &mdlen, dg, NULL) != 1)
         goto out;
-    r = EVP_PKEY_verify(k->vctx[pg_alg_index(alg)], vsig, derlen, md, mdlen) == 1
+    r = EVP_PKEY_verify(vctx, vsig, derlen, md, mdlen) == 1
             ? 0
             : pg_refuse(res, PG_REASON_SIGNATURE, "signature does not verify");
 out:
@@ -241,7 +241,7 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
     return r;
 }
 
-int pg_jws_peek_kid(const char *token, size_t len, char *kid, size_t kidsz)
+int pg_jws_peek(const char *token, size_t len, char *kid, size_t kidsz, unsigned *alg)
 {
     struct pg_verify_result res = {0};
     struct segments sg = {0};
@@ -258,8 +258,10 @@ int pg_jws_peek_kid(const char *token, size_t len, char *kid, size_t kidsz)
                    memchr(k->u.s, '\0', k->len)))
         r = PG_ERR_TOKEN;
     if (r == 0) {
+        const struct pg_json *a = pg_json_get(pg_json_root(hdoc), "alg");
         memcpy(kid, k->u.s, k->len);
         kid[k->len] = '\0';
+        *alg = a && a->type == PG_JSON_STRING ? pg_alg_from_name(a->u.s) : 0;
     }
     pg_json_free(hdoc);
     free(hbuf);

@@ -25,10 +25,12 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
                       const struct pg_key **key, struct pg_verify_result *res);
 
 /*
- * The header's kid, without verifying anything: only to pick which key of a
- * set to load (pg_keyset_parse_for).  PG_ERR_TOKEN when there is none.
+ * The header's kid and alg (its PG_ALG_* bit, 0 when it names none),
+ * without verifying anything: only to pick which key of a set to load, and
+ * for which algorithm (pg_keyset_parse_for).  PG_ERR_TOKEN when there is no
+ * kid.
  */
-int pg_jws_peek_kid(const char *token, size_t len, char *kid, size_t kidsz);
+int pg_jws_peek(const char *token, size_t len, char *kid, size_t kidsz, unsigned *alg);
 
 /* Record a refusal in res; returns PG_ERR_TOKEN. */
 void pg_refuse_record(struct pg_verify_result *res, enum pg_reason reason, const char *fmt, ...)

@@ -25,18 +25,24 @@ struct pg_key {
 struct pg_keyset {
     struct pg_key *keys;
     size_t count;
-    EVP_MD *md[3]; /* SHA-256, SHA-384, SHA-512, fetched once */
+    EVP_MD *md[3]; /* SHA-256, SHA-384, SHA-512, fetched once (NULL: not wanted) */
 };
 
 /*
  * pg_keyset_parse, building OpenSSL keys only for the entries whose kid is
  * `kid` (all when NULL): every other entry is kept with its kid, as
- * unusable.  A verification that selects keys by exact kid sees the same
- * result as with the whole set, at a fraction of the cost (the PAM fast
- * path).
+ * unusable.  Verification state and digests are made only for the
+ * algorithms in `alg` (a PG_ALG_* mask; 0: all); a key keeps the whole set
+ * of algorithms it fits, and verifying with one whose state was not made
+ * fails closed.  A verification that selects keys by exact kid, for a
+ * token of that algorithm, sees the same result as with the whole set, at a
+ * fraction of the cost (the PAM fast path).
  */
-int pg_keyset_parse_for(const char *json, size_t len, const char *kid, struct pg_keyset **out,
-                        struct pg_error *err);
+int pg_keyset_parse_for(const char *json, size_t len, const char *kid, unsigned alg,
+                        struct pg_keyset **out, struct pg_error *err);
+
+/* The PG_ALG_* bit of an algorithm's exact name, or 0. */
+unsigned pg_alg_from_name(const char *name);
 
 /* Index of the single bit in alg (0..7), or -1. */
 int pg_alg_index(unsigned alg);
@@ -44,7 +50,7 @@ int pg_alg_index(unsigned alg);
 /* The key whose kid equals kid exactly (kidlen bytes), or NULL. */
 const struct pg_key *pg_keyset_find(const struct pg_keyset *ks, const char *kid, size_t kidlen);
 
-/* The digest for an algorithm, fetched at load. */
+/* The digest for an algorithm, fetched at load (NULL when not wanted then). */
 const EVP_MD *pg_keyset_md(const struct pg_keyset *ks, unsigned alg);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "json.h"
 #include "oidc.h"
 
 #define KEYCACHE_MAX_BYTES (512 * 1024)
@@ -94,9 +95,12 @@ static int cache_name(const char *prefix, const char *issuer, char name[64])
     unsigned mdlen = 0;
     if (EVP_Digest(issuer, strlen(issuer), md, &mdlen, EVP_sha256(), NULL) != 1)
         return PG_ERR_CRYPTO;
+    static const char hex[] = "0123456789abcdef";
     char *p = name + sprintf(name, "%s-", prefix);
-    for (int i = 0; i < 16; i++)
-        p += sprintf(p, "%02x", md[i]);
+    for (int i = 0; i < 16; i++) {
+        *p++ = hex[md[i] >> 4];
+        *p++ = hex[md[i] & 15];
+    }
     strcpy(p, ".json");
     return 0;
 }
@@ -161,18 +165,22 @@ int pg_keycache_load(int dirfd, const char *issuer, uid_t owner, struct pg_keyca
                          err);
     if (r < 0)
         return r;
-    json_error_t jerr;
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *iss = json_object_get(doc, "issuer"), *jwks = json_object_get(doc, "jwks");
+    /* The strict parser of the tokens, not jansson: this runs on every
+     * login (json.h).  The file is jansson's output, which it reads whole. */
+    struct pg_json_doc *doc = NULL;
     struct pg_keycache_entry e = {0};
-    if (!json_is_string(iss) || strcmp(json_string_value(iss), issuer) != 0 ||
-        !json_is_string(jwks))
+    r = pg_json_parse(text, len, &doc);
+    const struct pg_json *root = pg_json_root(doc);
+    const char *iss = pg_json_str(root, "issuer"), *jwks = pg_json_str(root, "jwks");
+    if (r == PG_ERR_NOMEM)
+        r = pg_fail(err, r, "out of memory");
+    else if (r < 0 || !iss || strcmp(iss, issuer) != 0 || !jwks)
         r = pg_fail(err, PG_ERR_IO, "cached key set is corrupt or for another issuer");
-    else if (!(e.issuer = strdup(issuer)) || !(e.jwks = strdup(json_string_value(jwks))))
+    else if (!(e.issuer = strdup(issuer)) || !(e.jwks = strdup(jwks)))
         r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
-    e.fetched_at = json_integer_value(json_object_get(doc, "fetched_at"));
-    e.last_attempt = json_integer_value(json_object_get(doc, "last_attempt"));
-    json_decref(doc);
+    e.fetched_at = pg_json_int(root, "fetched_at");
+    e.last_attempt = pg_json_int(root, "last_attempt");
+    pg_json_free(doc);
     free(text);
     if (r == 0)
         *out = e;

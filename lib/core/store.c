@@ -23,6 +23,7 @@
 
 #include "fileio.h"
 #include "internal.h"
+#include "json.h"
 #include "store.h"
 
 #define TOKENS "tokens.json"
@@ -88,39 +89,43 @@ int pg_store_open(const char *state_dir, uid_t uid, bool create, uid_t owner, in
     return r;
 }
 
-static int take_string(json_t *doc, const char *name, bool required, char **out,
+static int take_string(const struct pg_json *doc, const char *name, char **out,
                        struct pg_error *err)
 {
-    json_t *v = json_object_get(doc, name);
-    if (!v && !required)
+    const struct pg_json *v = pg_json_get(doc, name);
+    if (!v)
         return 0;
-    if (!json_is_string(v))
-        return pg_fail(err, PG_ERR_IO, "stored token set: '%s' missing or not a string", name);
-    *out = strdup(json_string_value(v));
+    if (v->type != PG_JSON_STRING)
+        return pg_fail(err, PG_ERR_IO, "stored token set: '%s' is not a string", name);
+    *out = strdup(v->u.s);
     return *out ? 0 : pg_fail(err, PG_ERR_NOMEM, "out of memory");
 }
 
+/* The strict parser of the tokens, not jansson: this runs on every login
+ * (json.h).  Its tree holds the tokens too and is cleared with them. */
 static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struct pg_error *err)
 {
-    json_error_t jerr;
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    int r = doc && json_is_object(doc)
-                ? 0
-                : pg_fail(err, PG_ERR_IO, "stored token set is corrupt (line %d)", jerr.line);
+    struct pg_json_doc *doc = NULL;
+    int r = pg_json_parse(text, len, &doc);
+    const struct pg_json *root = pg_json_root(doc);
+    if (r == PG_ERR_NOMEM)
+        r = pg_fail(err, r, "out of memory");
+    else if (r < 0 || root->type != PG_JSON_OBJECT)
+        r = pg_fail(err, PG_ERR_IO, "stored token set is corrupt");
     if (r == 0)
-        r = take_string(doc, "id_token", false, &ts->id_token, err);
+        r = take_string(root, "id_token", &ts->id_token, err);
     if (r == 0)
-        r = take_string(doc, "access_token", false, &ts->access_token, err);
+        r = take_string(root, "access_token", &ts->access_token, err);
     if (r == 0)
-        r = take_string(doc, "refresh_token", false, &ts->refresh_token, err);
+        r = take_string(root, "refresh_token", &ts->refresh_token, err);
     if (r == 0)
-        r = take_string(doc, "scope", false, &ts->scope, err);
+        r = take_string(root, "scope", &ts->scope, err);
     if (r == 0) {
-        ts->expires_at = json_integer_value(json_object_get(doc, "expires_at"));
-        ts->stored_at = json_integer_value(json_object_get(doc, "stored_at"));
-        ts->signed_in_at = json_integer_value(json_object_get(doc, "signed_in_at"));
+        ts->expires_at = pg_json_int(root, "expires_at");
+        ts->stored_at = pg_json_int(root, "stored_at");
+        ts->signed_in_at = pg_json_int(root, "signed_in_at");
     }
-    json_decref(doc);
+    pg_json_free_secret(doc);
     return r;
 }
 

@@ -347,6 +347,16 @@ static void test_file_trust(void **state)
     expect_load(dir, PG_ERR_PERM, "not a regular file");
     snprintf(missing, sizeof(missing), "%s/missing.conf", dir);
     expect_load(missing, PG_ERR_IO, "No such file");
+    /* Spelled otherwise than realpath() spells it: resolved first, then walked. */
+    char odd[160];
+    snprintf(odd, sizeof(odd), "%s/./good.conf", dir);
+    expect_load(odd, 0, NULL);
+    snprintf(odd, sizeof(odd), "/tmp//%s/../%s/good.conf", dir + 5, dir + 5);
+    expect_load(odd, 0, NULL);
+    snprintf(odd, sizeof(odd), "%s/../%s/ww.conf", dir, dir + 5);
+    expect_load(odd, PG_ERR_PERM, "writable by group or others");
+    snprintf(odd, sizeof(odd), "%s/missing/good.conf", dir);
+    expect_load(odd, PG_ERR_IO, "No such file");
 
     char *other = write_file("other.conf", 0644);
     if (geteuid() == 0) {

@@ -126,6 +126,35 @@ static void test_rejects(void **state)
     expect_reject("{\"a\":\"b\0\"}", 10); /* raw NUL */
 }
 
+/* The node area is sized by counting the bytes that may open a value (eight
+ * at a time): the densest documents, of every length modulo 8, must fit. */
+static void test_densest(void **state)
+{
+    (void)state;
+    static const char *const dense[] = {"0",           "[]",       "[0]",
+                                        "[0,0]",       "[[]]",     "[[],[]]",
+                                        "[[0],[0]]",   "{\"\":0}", "{\"\":[],\"a\":{}}",
+                                        "[{},{},[],0]"};
+    for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++)
+        pg_json_free(parse_ok(dense[i]));
+    char buf[4001];
+    for (int n = 1990; n < 2000; n++) {
+        size_t off = 0;
+        buf[off++] = '[';
+        for (int i = 0; i < n; i++)
+            off += (size_t)snprintf(buf + off, sizeof(buf) - off, i ? ",0" : "0");
+        buf[off++] = ']';
+        struct pg_json_doc *d = NULL;
+        assert_int_equal(pg_json_parse(buf, off, &d), 0);
+        assert_int_equal(pg_json_root(d)->len, n);
+        pg_json_free(d);
+        /* Nested openers only: each costs a node. */
+        memset(buf, '[', 30), memset(buf + 30, ']', 30);
+        assert_int_equal(pg_json_parse(buf + 30 - n % 8 - 1, 2 * (size_t)(n % 8 + 1), &d), 0);
+        pg_json_free(d);
+    }
+}
+
 static void test_depth_limit(void **state)
 {
     (void)state;
@@ -159,12 +188,34 @@ static void test_many_members(void **state)
     free(buf);
 }
 
+/* One member more than PG_JSON_MAX_MEMBERS: refused (the duplicate check is
+ * linear per member, so this bounds its cost on a 256 KiB key set). */
+static void test_member_limit(void **state)
+{
+    (void)state;
+    size_t cap = (PG_JSON_MAX_MEMBERS + 1) * 16 + 16;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (size_t n = PG_JSON_MAX_MEMBERS; n <= PG_JSON_MAX_MEMBERS + 1; n++) {
+        size_t off = 0;
+        buf[off++] = '{';
+        for (size_t i = 0; i < n; i++)
+            off += (size_t)snprintf(buf + off, cap - off, "%s\"k%zu\":0", i ? "," : "", i);
+        buf[off++] = '}';
+        struct pg_json_doc *d = NULL;
+        assert_int_equal(pg_json_parse(buf, off, &d), n <= PG_JSON_MAX_MEMBERS ? 0 : PG_ERR_ARG);
+        pg_json_free(d);
+    }
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_object_members), cmocka_unit_test(test_surrogate_pair),
         cmocka_unit_test(test_int64_limits),   cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_depth_limit),    cmocka_unit_test(test_many_members),
+        cmocka_unit_test(test_member_limit),   cmocka_unit_test(test_densest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "jws.h"
 #include "keys.h"
 #include "poolgate/poolgate.h"
 #include "testkit.h"
@@ -171,21 +172,73 @@ static void test_parse_for_one_kid(void **state)
     char doc[16384];
     snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s,%s,%s]}", a, b, d, e);
     struct pg_keyset *ks = NULL;
-    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "b", &ks, NULL), 0);
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "b", 0, &ks, NULL), 0);
     assert_int_equal(pg_keyset_count(ks), 4);
     assert_int_equal(pg_keyset_usable(ks), 1);
     assert_null(pg_keyset_find(ks, "b", 1)->unusable);
     assert_non_null(strstr(pg_keyset_find(ks, "a", 1)->unusable, "not loaded"));
     assert_null(pg_keyset_find(ks, "a", 1)->pkey);
     pg_keyset_free(ks);
-    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "dup", &ks, NULL), 0);
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "dup", 0, &ks, NULL), 0);
     assert_int_equal(pg_keyset_usable(ks), 0);
     pg_keyset_free(ks);
     /* No filter: every key is loaded, as pg_keyset_parse does. */
-    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), NULL, &ks, NULL), 0);
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), NULL, 0, &ks, NULL), 0);
     assert_int_equal(pg_keyset_usable(ks), 2);
     pg_keyset_free(ks);
     free(a), free(b), free(d), free(e);
+}
+
+/* Loading for one algorithm: the key keeps every algorithm it fits, but
+ * only that algorithm's verification state and digest are made, and a
+ * token of another algorithm it fits fails closed instead of verifying. */
+static void test_parse_for_one_alg(void **state)
+{
+    struct fixture *f = *state;
+    char *a = tk_jwk(f->rsa, "a", NULL);
+    char doc[8192];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", a);
+    struct pg_keyset *ks = NULL;
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "a", PG_ALG_RS256, &ks, NULL), 0);
+    const struct pg_key *k = pg_keyset_find(ks, "a", 1);
+    assert_null(k->unusable);
+    assert_true(k->algs & PG_ALG_PS384);
+    for (unsigned i = 0; i < PG_NALGS; i++)
+        if (1u << i == PG_ALG_RS256)
+            assert_non_null(k->vctx[i]);
+        else
+            assert_null(k->vctx[i]);
+    assert_non_null(pg_keyset_md(ks, PG_ALG_RS256));
+    assert_null(pg_keyset_md(ks, PG_ALG_PS384));
+
+    static const char claims[] = "{\"sub\":\"x\"}";
+    char *rs = tk_sign(f->rsa, "RS256", "{\"alg\":\"RS256\",\"kid\":\"a\"}", claims);
+    char *ps = tk_sign(f->rsa, "PS384", "{\"alg\":\"PS384\",\"kid\":\"a\"}", claims);
+    unsigned char *payload = NULL;
+    size_t plen = 0;
+    struct pg_verify_result res = {0};
+    assert_int_equal(pg_jws_verify_compact(ks, ~0u, rs, strlen(rs), &payload, &plen, &res), 0);
+    free(payload);
+    payload = NULL;
+    assert_int_not_equal(pg_jws_verify_compact(ks, ~0u, ps, strlen(ps), &payload, &plen, &res), 0);
+    assert_null(payload);
+    pg_keyset_free(ks);
+    /* The whole set (alg 0) verifies both. */
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "a", 0, &ks, NULL), 0);
+    assert_int_equal(pg_jws_verify_compact(ks, ~0u, ps, strlen(ps), &payload, &plen, &res), 0);
+    free(payload);
+    pg_keyset_free(ks);
+
+    /* What the fast path peeks at to choose: the kid and the algorithm. */
+    char kid[16];
+    unsigned alg = 0;
+    assert_int_equal(pg_jws_peek(ps, strlen(ps), kid, sizeof(kid), &alg), 0);
+    assert_string_equal(kid, "a");
+    assert_int_equal(alg, PG_ALG_PS384);
+    char *odd = tk_sign(f->rsa, "RS256", "{\"alg\":\"rs256\",\"kid\":\"a\"}", claims);
+    assert_int_equal(pg_jws_peek(odd, strlen(odd), kid, sizeof(kid), &alg), 0);
+    assert_int_equal(alg, 0); /* no such algorithm: the whole key is loaded, then refused */
+    free(odd), free(rs), free(ps), free(a);
 }
 
 static void test_document_errors(void **state)
@@ -229,7 +282,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_keys),           cmocka_unit_test(test_entra_issuer_kept),
         cmocka_unit_test(test_weak_and_wrong_keys), cmocka_unit_test(test_kid_rules),
-        cmocka_unit_test(test_parse_for_one_kid),   cmocka_unit_test(test_document_errors),
+        cmocka_unit_test(test_parse_for_one_kid),   cmocka_unit_test(test_parse_for_one_alg),
+        cmocka_unit_test(test_document_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
