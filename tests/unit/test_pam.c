@@ -1688,12 +1688,13 @@ static long session_fault_runs(const struct fault_case *c, const struct operator
     return sites;
 }
 
-/* The session phase's registration, after an auth from the agent's stored
- * set (as root, for nobody, whose directory it is).  Returns the call sites. */
+/* The session phase's registration, after an auth in the same transaction
+ * that signed a person in (registration needs one; as root, for nobody,
+ * whose directory it is).  Returns the call sites. */
 static long session_faults(void)
 {
     char lines[2048], path[512];
-    const struct operator fast_op = {NULL, NULL, ANSWER, 0, 0, ""};
+    const struct operator sign_in_op = {"approve", role, ANSWER, 0, 0, ""};
     char agent[64];
     const struct passwd *pw = agent_account(agent, NULL, NULL, NULL);
     fault_agent_uid = pw->pw_uid;
@@ -1703,8 +1704,8 @@ static long session_faults(void)
     assert_int_equal(run_for(agent, "pg-fault-login", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
     snprintf(path, sizeof(path), "%s/pg-fault-session", svcdir);
     snprintf(lines, sizeof(lines),
-             "auth required %s config=%s helper=%s\nsession required %s config=%s helper=%s "
-             "register\n",
+             "auth required %s config=%s helper=%s reauth prompt=info\n"
+             "session required %s config=%s helper=%s register\n",
              fault_module, conf, helper, fault_module, conf, helper);
     write_file(path, 0644, lines);
     return session_fault_runs(&(struct fault_case){"pg-fault-session",
@@ -1712,7 +1713,7 @@ static long session_faults(void)
                                                    {PAMTEST_AUTHENTICATE, PAMTEST_OPEN_SESSION},
                                                    2,
                                                    fresh_agent},
-                              &fast_op);
+                              &sign_in_op);
 }
 
 static void test_faults(void **state)
