@@ -102,6 +102,7 @@ static const struct key keys[] = {
     {"resource", K_STRING, F(resource), 0, 0, NULL},
     {"assertion_algorithm", K_ENUM, F(assertion_algorithm), 0, 0, assertion_names},
     {"imds_endpoint", K_STRING, F(imds_endpoint), 0, 0, NULL},
+    {"agent_user", K_USER, F(agent_user), 0, 0, NULL},
 };
 #undef F
 
@@ -356,7 +357,7 @@ static int check_form(struct cfgparse *p, const struct key *k, const char *v)
         return check_tenant(p, v);
     case K_USER:
         return valid_user(v) ? 0
-                             : bad(p, "helper_user '%s' is not a valid user name",
+                             : bad(p, "%s '%s' is not a valid user name", k->name,
                                    show(shown, sizeof(shown), v));
     case K_ROLES_CLAIM:
         return valid_claim_path(v) ? 0
@@ -671,5 +672,7 @@ PG_EXPORT void pg_config_free(struct pg_config *cfg)
 
 PG_EXPORT bool pg_config_app_tokens_allowed(const struct pg_config *cfg)
 {
-    return cfg && (cfg->allow_app_tokens || cfg->credential != PG_CRED_DEVICE);
+    /* Not implied by an unattended credential: those tokens pass only on
+     * the unattended path, which allows them for itself (never a login). */
+    return cfg && cfg->allow_app_tokens;
 }

@@ -139,6 +139,7 @@ struct pg_config {
     char *imds_endpoint;                       /* NULL: the link-local instance metadata endpoint */
     long sign_in_max_age; /* -1: unset; else the age in seconds past which a stored
                              set's device sign-in no longer counts (nor refreshes) */
+    char *agent_user;     /* NULL: unset; the agent account of register --unattended */
 };
 
 /*
@@ -165,7 +166,9 @@ int pg_config_parse(const char *text, size_t len, const char *name, struct pg_co
 
 void pg_config_free(struct pg_config *cfg);
 
-/* Whether app-only tokens may pass the gate (the key, or an unattended credential). */
+/* Whether app-only tokens may pass the gate of a sign-in: allow_app_tokens
+ * alone.  (`poolgate register --unattended` takes them whatever this says:
+ * it allows them in its own copy of the policy.) */
 bool pg_config_app_tokens_allowed(const struct pg_config *cfg);
 
 /* The JWS algorithm name for one PG_ALG_* bit, or NULL. */
