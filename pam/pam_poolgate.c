@@ -153,13 +153,13 @@ static bool uid_of(const char *name, uid_t *uid)
 static int users_gate(pam_handle_t *pamh, const char *users, const char *user)
 {
     uid_t want = 0, uid = 0;
-    bool known = user && uid_of(user, &uid), in = false;
     char name[256], shown[300];
     if (!users)
         return PAM_SUCCESS;
+    bool known = user && uid_of(user, &uid), in = false;
+    pg_printable(shown, sizeof(shown), users);
     for (const char *p = users;; p++) {
         size_t len = strcspn(p, ",");
-        pg_printable(shown, sizeof(shown), users);
         if (!user_name_ok(p, len)) {
             pam_syslog(pamh, LOG_ERR, "users=%s: %s (see pam_poolgate(8))", shown,
                        len ? "a name that is not a user name" : "an empty name");
