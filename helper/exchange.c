@@ -26,9 +26,11 @@ static void show_prompt(json_t *p)
             "To sign in, open %s in a web browser and enter the code %s\n"
             "(the code is valid for %ld minute%s).\n",
             uri, code, minutes, minutes == 1 ? "" : "s");
-    /* The helper drew the QR code itself from the address: blocks and newlines only. */
-    const char *qr = json_string_value(json_object_get(p, "qr"));
-    if (qr)
+    /* The helper draws the QR code from the address: blocks and newlines.
+     * Anything else is not shown at all, as the module does. */
+    json_t *q = json_object_get(p, "qr");
+    const char *qr = json_string_value(q);
+    if (qr && json_string_length(q) == strlen(qr) && pg_terminal_text(qr))
         fputs(qr, stderr);
     fputs("Waiting for the sign-in to complete...\n", stderr);
 }
@@ -51,9 +53,10 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, struct hel
         }
         json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
         int status = type == PG_MSG_DONE && json_is_integer(st) ? (int)json_integer_value(st) : -1;
-        snprintf(msg, msgsz, "%s",
-                 status < 0 ? "helper protocol: unexpected message"
-                            : json_string_value(json_object_get(p, "message")));
+        /* (It may quote the provider or Azure DevOps: shown filtered.) */
+        pg_printable(msg, msgsz,
+                     status < 0 ? "helper protocol: unexpected message"
+                                : json_string_value(json_object_get(p, "message")));
         if (out)
             pg_refusal_from_done(p, &out->ref);
         if (out && json_is_string(tok) && status == 0 &&

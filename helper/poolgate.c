@@ -482,17 +482,23 @@ static int sign_in_now(const struct globals *g, const struct pg_config *cfg, con
     return r;
 }
 
+/* Who the token names, for a person at a terminal: every claim shown is
+ * the provider's text, so each passes pg_printable() first. */
 static void describe(const struct pg_identity *id)
 {
-    char when[64] = "";
+    char when[64] = "", name[256], oid[128], tid[128], role[256];
     time_t exp = (time_t)id->exp;
     struct tm tm;
     if (gmtime_r(&exp, &tm))
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-    fprintf(stderr, "signed in as %s (oid %s, tenant %s)\nroles: ", id->name ? id->name : "-",
-            id->oid ? id->oid : "-", id->tid ? id->tid : "-");
-    for (size_t i = 0; i < id->roles.count; i++)
-        fprintf(stderr, "%s%s", i ? ", " : "", id->roles.items[i]);
+    pg_printable(name, sizeof(name), id->name ? id->name : "-");
+    pg_printable(oid, sizeof(oid), id->oid ? id->oid : "-");
+    pg_printable(tid, sizeof(tid), id->tid ? id->tid : "-");
+    fprintf(stderr, "signed in as %s (oid %s, tenant %s)\nroles: ", name, oid, tid);
+    for (size_t i = 0; i < id->roles.count; i++) {
+        pg_printable(role, sizeof(role), id->roles.items[i]);
+        fprintf(stderr, "%s%s", i ? ", " : "", role);
+    }
     fprintf(stderr, "%s\nvalid until %s\n", id->roles.count ? "" : "(none)", when);
 }
 
@@ -667,34 +673,46 @@ static void audit_enroll(const char *action, const struct passwd *pw, const stru
     closelog();
 }
 
+/* agent_dir, reached without following any link (a parent the agent
+ * account owns could be swapped for a link into another account's tree),
+ * must be the agent account's own directory. */
+static int agent_dir_owned(const struct pg_config *cfg, const struct passwd *pw)
+{
+    struct pg_error err = {0};
+    struct stat st;
+    int fd = -1;
+    if (!cfg->agent_dir)
+        return complain(EXIT_USAGE, "register --unattended: agent_dir is not set in the "
+                                    "configuration");
+    if (pg_open_dir_nolinks(cfg->agent_dir, "agent_dir", &fd, &err) < 0)
+        return complain(EXIT_USAGE, "register --unattended: %s", err.msg);
+    int r = fstat(fd, &st) < 0 ? complain(EXIT_USAGE, "register --unattended: agent_dir %s: %s",
+                                          cfg->agent_dir, strerror(errno))
+            : st.st_uid != pw->pw_uid
+                ? complain(EXIT_USAGE,
+                           "register --unattended: agent_dir %s is owned by uid %u, not by the "
+                           "agent account %s (uid %u)",
+                           cfg->agent_dir, (unsigned)st.st_uid, pw->pw_name, (unsigned)pw->pw_uid)
+                : 0;
+    close(fd);
+    return r;
+}
+
 /*
- * The agent account of an unattended registration: --user, else the owner
- * of agent_dir (at boot root runs it, and the agent was unpacked by, and
- * runs as, that account).
+ * The agent account of an unattended registration: --user, else
+ * agent_user; never one derived from a path.  agent_dir must be its own.
  */
 static int unattended_account(const char *user, const struct pg_config *cfg, struct passwd *pw,
                               char *buf, size_t bufsz)
 {
-    struct passwd *found = NULL;
-    struct stat st;
     if (geteuid() != 0)
         return complain(EXIT_USAGE, "register --unattended: only root may register unattended "
                                     "(it reads certificate_file and writes the agent's files)");
-    if (user)
-        return agent_account(user, pw, buf, bufsz);
-    if (!cfg->agent_dir || stat(cfg->agent_dir, &st) < 0)
-        return complain(EXIT_USAGE, "register --unattended: agent_dir %s: %s",
-                        cfg->agent_dir ? cfg->agent_dir : "is not set",
-                        cfg->agent_dir ? strerror(errno) : "set it in the configuration");
-    if (st.st_uid == 0)
-        return complain(EXIT_USAGE,
-                        "register --unattended: %s is owned by root; name the agent account "
-                        "with --user",
-                        cfg->agent_dir);
-    if (getpwuid_r(st.st_uid, pw, buf, bufsz, &found) || !found)
-        return complain(EXIT_USAGE, "register --unattended: no account has uid %u (owner of %s)",
-                        (unsigned)st.st_uid, cfg->agent_dir);
-    return 0;
+    if (!user && !cfg->agent_user)
+        return complain(EXIT_USAGE, "register --unattended: set agent_user in the configuration "
+                                    "(or name the agent account with --user)");
+    int r = agent_account(user ? user : cfg->agent_user, pw, buf, bufsz);
+    return r ? r : agent_dir_owned(cfg, pw);
 }
 
 /* The service principal or managed identity the helper's gate passed. */
@@ -842,6 +860,8 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     }
     const char *outcome = !reg ? "unregistered" : done.replaced ? "replaced" : "registered";
     audit_enroll(cmd, &pw, who, cfg, &done, outcome, NULL);
+    /* (The name as Azure DevOps answered it, for the terminal.) */
+    pg_printable(done.agent_name, sizeof(done.agent_name), done.agent_name);
     if (reg)
         fprintf(stderr,
                 "agent '%s' %s in pool '%s' (agent id %lld, pool id %lld); files written to %s\n",

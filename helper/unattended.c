@@ -58,6 +58,8 @@ static int verify_once(struct request *q, const char *token, struct pg_verify_re
      * lets the policy see that even without the optional idtyp claim. */
     struct pg_config policy = *q->cfg;
     policy.validate = PG_VALIDATE_ACCESS_TOKEN;
+    /* The one path that takes app-only tokens (and only those, below). */
+    policy.allow_app_tokens = true;
     pg_verify_result_clear(res);
     return pg_gate_verify(&policy, geteuid(), token, 0, keys, res, &q->err);
 }

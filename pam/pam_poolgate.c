@@ -128,19 +128,66 @@ static int parse_args(pam_handle_t *pamh, int argc, const char **argv, struct ar
     return PAM_SUCCESS;
 }
 
-/* Whether users= names this account (no users= names every account). */
-static bool listed(const char *users, const char *user)
+/* A user name as the name services hand them out: letters, digits, '.',
+ * '_', '-' (not first), '@' (SSSD's user@domain) and a final '$'. */
+static bool user_name_ok(const char *s, size_t len)
 {
+    if (len == 0 || len > 255 || s[0] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') &&
+            !(s[i] >= '0' && s[i] <= '9') && !strchr("._-@", s[i]) &&
+            !(s[i] == '$' && i + 1 == len))
+            return false;
+    return true;
+}
+
+/* The uid of a local account; false when there is none. */
+static bool uid_of(const char *name, uid_t *uid)
+{
+    char buf[4096];
+    struct passwd pw, *found = NULL;
+    if (getpwnam_r(name, &pw, buf, sizeof(buf), &found) != 0 || !found)
+        return false;
+    *uid = found->pw_uid;
+    return true;
+}
+
+/*
+ * Whether users= gates `user` (no users=: every account is gated).  The
+ * listed names are resolved to uids at every call and compared with the
+ * user's uid, as the store is keyed: an alias or another spelling of a
+ * listed account is gated too.  Fail closed: an empty or malformed list,
+ * or a name no account has, is PAM_SERVICE_ERR with a line saying which,
+ * for every account, never PAM_IGNORE.  PAM_IGNORE: not listed.
+ */
+static int users_gate(pam_handle_t *pamh, const char *users, const char *user)
+{
+    uid_t want = 0, uid = 0;
+    char name[256], shown[300];
     if (!users)
-        return true;
-    size_t n = strlen(user);
-    for (const char *p = users; *p;) {
+        return PAM_SUCCESS;
+    bool known = user && uid_of(user, &uid), in = false;
+    pg_printable(shown, sizeof(shown), users);
+    for (const char *p = users;; p++) {
         size_t len = strcspn(p, ",");
-        if (len == n && strncmp(p, user, n) == 0)
-            return true;
-        p += len + (p[len] == ',');
+        if (!user_name_ok(p, len)) {
+            pam_syslog(pamh, LOG_ERR, "users=%s: %s (see pam_poolgate(8))", shown,
+                       len ? "a name that is not a user name" : "an empty name");
+            return PAM_SERVICE_ERR;
+        }
+        snprintf(name, sizeof(name), "%.*s", (int)len, p);
+        if (!uid_of(name, &want)) {
+            pam_syslog(pamh, LOG_ERR, "users=%s: no account '%s' (see pam_poolgate(8))", shown,
+                       name);
+            return PAM_SERVICE_ERR;
+        }
+        in = in || (known && want == uid);
+        p += len;
+        if (!*p)
+            break;
     }
-    return false;
+    return in ? PAM_SUCCESS : PAM_IGNORE;
 }
 
 /* ---- talking to the user ------------------------------------------------ */
@@ -198,11 +245,7 @@ static const char *safe_qr(const struct gate *g, json_t *p)
     const char *qr = json_string_value(json_object_get(p, "qr"));
     if (!qr || !want_qr(g) || json_string_length(json_object_get(p, "qr")) != strlen(qr))
         return NULL;
-    for (const unsigned char *c = (const unsigned char *)qr; *c; c++)
-        if ((*c < 0x20 && *c != '\n') || *c == 0x7f ||
-            (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f))
-            return NULL;
-    return qr;
+    return pg_terminal_text(qr) ? qr : NULL;
 }
 
 static int show_prompt(struct gate *g, json_t *p)
@@ -418,22 +461,29 @@ static void roles_text(const struct pg_strlist *roles, char *out, size_t outsz)
         snprintf(out, outsz, "-");
 }
 
-/* One syslog line per decision; never a token or a code. */
+/* One syslog line per decision; never a token or a code.  Every value
+ * goes through pg_audit_field(): none can add a field or a line. */
 static void audit(struct gate *g, const char *phase, int pam_code)
 {
     const struct pg_identity *id = &g->res.id;
-    char name[128], roles[512], reason[PG_ERROR_MAX];
-    pg_printable(name, sizeof(name), id->name ? id->name : "-");
-    pg_printable(reason, sizeof(reason), g->reason[0] ? g->reason : "ok");
+    char roles[512], line[2048];
     roles_text(&id->roles, roles, sizeof(roles));
-    pam_syslog(g->pamh, LOG_AUTHPRIV | (pam_code == PAM_SUCCESS ? LOG_NOTICE : LOG_WARNING),
-               "%s service=%s user=%s operator_oid=%s tid=%s name=\"%s\" roles=%s via=%s "
-               "outcome=%s reason=\"%s\" code=%s correlation_id=%s",
-               phase, g->service ? g->service : "-", g->user ? g->user : "-",
-               id->oid ? id->oid : "-", id->tid ? id->tid : "-", name, roles, g->via ? g->via : "-",
-               pam_code == PAM_SUCCESS ? "granted" : "refused", reason,
-               g->refusal.code[0] ? g->refusal.code : "-",
-               g->refusal.correlation[0] ? g->refusal.correlation : "-");
+    snprintf(line, sizeof(line), "%s", phase);
+    pg_audit_field(line, sizeof(line), "service", g->service, false);
+    pg_audit_field(line, sizeof(line), "user", g->user, false);
+    pg_audit_field(line, sizeof(line), "operator_oid", id->oid, false);
+    pg_audit_field(line, sizeof(line), "tid", id->tid, false);
+    pg_audit_field(line, sizeof(line), "name", id->name, true);
+    pg_audit_field(line, sizeof(line), "roles", roles, false);
+    pg_audit_field(line, sizeof(line), "via", g->via, false);
+    pg_audit_field(line, sizeof(line), "outcome", pam_code == PAM_SUCCESS ? "granted" : "refused",
+                   false);
+    pg_audit_field(line, sizeof(line), "reason", g->reason[0] ? g->reason : "ok", true);
+    pg_audit_field(line, sizeof(line), "code", g->refusal.code[0] ? g->refusal.code : NULL, false);
+    pg_audit_field(line, sizeof(line), "correlation_id",
+                   g->refusal.correlation[0] ? g->refusal.correlation : NULL, false);
+    pam_syslog(g->pamh, LOG_AUTHPRIV | (pam_code == PAM_SUCCESS ? LOG_NOTICE : LOG_WARNING), "%s",
+               line);
 }
 
 /*
@@ -496,14 +546,16 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
         return r;
     if ((r = pam_get_user(pamh, &g->user, NULL)) != PAM_SUCCESS || !g->user || !g->user[0])
         return r == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_USER_UNKNOWN;
-    if (!listed(g->a.users, g->user))
-        return PAM_IGNORE;
+    if ((r = users_gate(pamh, g->a.users, g->user)) != PAM_SUCCESS)
+        return r;
     pam_get_item(pamh, PAM_SERVICE, (const void **)&g->service);
     pam_get_item(pamh, PAM_TTY, (const void **)&g->tty);
     char buf[4096];
     struct passwd pw, *found = NULL;
     if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0 || !found) {
-        pam_syslog(pamh, LOG_NOTICE, "no local account '%s'", g->user);
+        char shown[256];
+        pg_printable(shown, sizeof(shown), g->user);
+        pam_syslog(pamh, LOG_NOTICE, "no local account '%s'", shown);
         return PAM_USER_UNKNOWN;
     }
     g->uid = found->pw_uid;
@@ -537,9 +589,13 @@ static void gate_close(struct gate *g)
 
 static void debug(const struct gate *g, const char *what)
 {
-    if (g->a.debug)
-        pam_syslog(g->pamh, LOG_AUTHPRIV | LOG_DEBUG, "%s: user=%s reason=\"%s\"", what, g->user,
-                   g->reason);
+    char line[PG_ERROR_MAX + 512];
+    if (!g->a.debug)
+        return;
+    snprintf(line, sizeof(line), "%s:", what);
+    pg_audit_field(line, sizeof(line), "user", g->user, false);
+    pg_audit_field(line, sizeof(line), "reason", g->reason, true);
+    pam_syslog(g->pamh, LOG_AUTHPRIV | LOG_DEBUG, "%s", line);
 }
 
 /* ---- the PAM entry points ----------------------------------------------- */
@@ -595,13 +651,11 @@ PG_PAM_EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, cons
 /* The phases that decide nothing: arguments checked, users= honoured. */
 static int bystander(pam_handle_t *pamh, int argc, const char **argv, struct args *a)
 {
-    const char *user = NULL;
+    const void *user = NULL;
     int r = parse_args(pamh, argc, argv, a);
-    if (r == PAM_SUCCESS && a->users &&
-        (pam_get_item(pamh, PAM_USER, (const void **)&user) != PAM_SUCCESS || !user ||
-         !listed(a->users, user)))
-        r = PAM_IGNORE;
-    return r;
+    if (r == PAM_SUCCESS && a->users && pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS)
+        user = NULL;
+    return r == PAM_SUCCESS ? users_gate(pamh, a->users, user) : r;
 }
 
 /* poolgate sets no credentials: the decision is made in auth and account. */
@@ -689,6 +743,9 @@ static int enroll_at_session(struct gate *g)
                                                        : "failed",
                                               g->reason});
     pam_syslog(g->pamh, LOG_AUTHPRIV | (r == 0 ? LOG_NOTICE : LOG_WARNING), "%s", line);
+    /* (Azure DevOps' and the helper's text, for a terminal.) */
+    pg_printable(done.agent_name, sizeof(done.agent_name), done.agent_name);
+    pg_printable(g->reason, sizeof(g->reason), g->reason);
     /* agent_service: registered, but the unit did not come up. */
     if (r == 0 && done.service_error[0])
         pam_syslog(g->pamh, LOG_AUTHPRIV | LOG_WARNING, "agent service: %s", done.service_error);

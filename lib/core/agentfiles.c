@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "agentfiles.h"
+#include "fileio.h"
 #include "internal.h"
 
 #define KEY_BITS 2048
@@ -386,10 +387,10 @@ static int write_service(int dir, const char *unit)
 /* The child's work (async-signal-safe calls only); returns an errno value. */
 static int child_work(const struct work *w, struct report *rep)
 {
-    int dir = open(w->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), e = 0;
+    int dir = -1, e = -pg_dir_open_nofollow(w->dir, &dir, NULL);
     struct stat st;
-    if (dir < 0)
-        return errno;
+    if (e)
+        return e;
     /* The agent's own directory only: not one it merely may write to. */
     if (fstat(dir, &st) < 0 || st.st_uid != getuid())
         e = ENOTOWNER;
@@ -442,6 +443,17 @@ static int child_result(int fd, pid_t pid, struct report *rep)
     return e;
 }
 
+/* The child found a link (or a file) on the way to agent_dir: named
+ * here, where messages may be made. */
+static int link_error(const char *dir, int e, struct pg_error *err)
+{
+    size_t link_len = 0;
+    int fd = -1, again = pg_dir_open_nofollow(dir, &fd, &link_len);
+    if (again == 0)
+        close(fd); /* (gone since: still refused, as the child saw it) */
+    return pg_dir_error(dir, "agent_dir", again == -e ? again : -e, link_len, err);
+}
+
 /* The child reports its errno value over a pipe: a host process that
  * ignores SIGCHLD gets no exit status to read. */
 static int as_agent(const struct work *w, uid_t uid, gid_t gid, struct report *rep,
@@ -471,6 +483,8 @@ static int as_agent(const struct work *w, uid_t uid, gid_t gid, struct report *r
     close(p[0]);
     if (pid < 0)
         return pg_fail(err, PG_ERR_INTERNAL, "cannot fork: %s", strerror(e));
+    if (e == ELOOP || e == ENOTDIR)
+        return link_error(w->dir, e, err);
     if (e == ENOTOWNER)
         return pg_fail(err, PG_ERR_CONFIG, "%s is not owned by the agent account (uid %u)", w->dir,
                        (unsigned)uid);
@@ -513,10 +527,10 @@ int pg_agent_files_remove(const char *agent_dir, uid_t uid, gid_t gid, struct pg
 
 bool pg_agent_registered(const char *agent_dir)
 {
-    int dir = open(agent_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int dir = -1;
     struct stat st;
-    bool yes =
-        dir >= 0 && fstatat(dir, ".agent", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    bool yes = pg_dir_open_nofollow(agent_dir, &dir, NULL) == 0 &&
+               fstatat(dir, ".agent", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
     if (dir >= 0)
         close(dir);
     return yes;

@@ -64,9 +64,10 @@ int pg_agent_files_write(const char *agent_dir, uid_t uid, gid_t gid,
                          const struct pg_agent_files *f, struct pg_error *err);
 
 /*
- * Before the pool is touched: agent_dir must be a directory (not a link)
- * owned by the agent account, which must not be root, and the account must
- * be able to create files in it.  PG_ERR_CONFIG otherwise.
+ * Before the pool is touched: agent_dir must be a directory reached
+ * without any symbolic link (pg_dir_open_nofollow(): none in its parents
+ * either; PG_ERR_PERM naming the link) owned by the agent account, which must not be root, and the
+ * account must be able to create files in it.  PG_ERR_CONFIG otherwise.
  */
 int pg_agent_files_check(const char *agent_dir, uid_t uid, gid_t gid, struct pg_error *err);
 
@@ -96,7 +97,8 @@ int pg_agent_version_read(const char *agent_dir, uid_t uid, gid_t gid,
 int pg_agent_service_files(const char *agent_dir, uid_t uid, gid_t gid, const char *unit,
                            struct pg_error *err);
 
-/* Whether agent_dir holds a `.agent` (a regular file, not followed). */
+/* Whether agent_dir holds a `.agent` (a regular file; no link followed
+ * on the way, in agent_dir's parents neither). */
 bool pg_agent_registered(const char *agent_dir);
 
 #endif

@@ -104,6 +104,7 @@ static const struct key keys[] = {
     {"agent_service", K_BOOL, F(agent_service), 0, 0, NULL},
     {"systemd_unit_dir", K_PATH, F(systemd_unit_dir), 0, 0, NULL},
     {"systemctl", K_PATH, F(systemctl), 0, 0, NULL},
+    {"agent_user", K_USER, F(agent_user), 0, 0, NULL},
 };
 #undef F
 
@@ -358,7 +359,7 @@ static int check_form(struct cfgparse *p, const struct key *k, const char *v)
         return check_tenant(p, v);
     case K_USER:
         return valid_user(v) ? 0
-                             : bad(p, "helper_user '%s' is not a valid user name",
+                             : bad(p, "%s '%s' is not a valid user name", k->name,
                                    show(shown, sizeof(shown), v));
     case K_ROLES_CLAIM:
         return valid_claim_path(v) ? 0
@@ -720,5 +721,7 @@ PG_EXPORT void pg_config_free(struct pg_config *cfg)
 
 PG_EXPORT bool pg_config_app_tokens_allowed(const struct pg_config *cfg)
 {
-    return cfg && (cfg->allow_app_tokens || cfg->credential != PG_CRED_DEVICE);
+    /* Not implied by an unattended credential: those tokens pass only on
+     * the unattended path, which allows them for itself (never a login). */
+    return cfg && cfg->allow_app_tokens;
 }

@@ -17,6 +17,7 @@
 
 #include "agentfiles.h"
 #include "enroll.h"
+#include "fileio.h"
 #include "internal.h"
 #include "service.h"
 
@@ -56,11 +57,13 @@ static int settings_ok(const struct pg_config *cfg, struct pg_error *err)
         return pg_fail(err, PG_ERR_CONFIG, "organization_url is not set in the configuration");
     if (!cfg->agent_dir)
         return pg_fail(err, PG_ERR_CONFIG, "agent_dir is not set in the configuration");
-    int fd = open(cfg->agent_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", cfg->agent_dir, strerror(errno));
-    close(fd);
-    return 0;
+    /* No link anywhere on the way: the agent account may own a parent. */
+    int fd = -1, r = pg_open_dir_nolinks(cfg->agent_dir, "agent_dir", &fd, err);
+    if (r == 0)
+        close(fd);
+    if (r == PG_ERR_IO && err) /* missing, say: a setting to fix */
+        err->code = PG_ERR_CONFIG;
+    return r == PG_ERR_IO ? PG_ERR_CONFIG : r;
 }
 
 int pg_helper_not_agent(const struct pg_config *cfg, uid_t helper_uid, uid_t agent_uid,
@@ -320,15 +323,19 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
 void pg_enroll_audit(char *out, size_t outsz, const struct pg_enroll_audit *a)
 {
     const struct pg_identity *id = a->operator;
-    char name[128], agent[128], reason[PG_ERROR_MAX], pool[128];
-    pg_printable(name, sizeof(name), id && id->name ? id->name : "-");
-    pg_printable(agent, sizeof(agent), a->agent_name);
-    pg_printable(pool, sizeof(pool), a->cfg->pool);
-    pg_printable(reason, sizeof(reason), a->reason && a->reason[0] ? a->reason : "ok");
-    snprintf(out, outsz,
-             "%s user=%s operator_oid=%s tid=%s name=\"%s\" organization=%s pool=\"%s\" "
-             "agent=\"%s\" agent_id=%lld outcome=%s reason=\"%s\"",
-             a->action, a->user, id && id->oid ? id->oid : "-", id && id->tid ? id->tid : "-", name,
-             a->cfg->organization_url ? a->cfg->organization_url : "-", pool, agent,
-             (long long)a->agent_id, a->outcome, reason);
+    char number[32];
+    if (!outsz)
+        return;
+    snprintf(out, outsz, "%s", a->action);
+    snprintf(number, sizeof(number), "%lld", (long long)a->agent_id);
+    pg_audit_field(out, outsz, "user", a->user, false);
+    pg_audit_field(out, outsz, "operator_oid", id ? id->oid : NULL, false);
+    pg_audit_field(out, outsz, "tid", id ? id->tid : NULL, false);
+    pg_audit_field(out, outsz, "name", id ? id->name : NULL, true);
+    pg_audit_field(out, outsz, "organization", a->cfg->organization_url, false);
+    pg_audit_field(out, outsz, "pool", a->cfg->pool, true);
+    pg_audit_field(out, outsz, "agent", a->agent_name, true);
+    pg_audit_field(out, outsz, "agent_id", number, false);
+    pg_audit_field(out, outsz, "outcome", a->outcome, false);
+    pg_audit_field(out, outsz, "reason", a->reason && a->reason[0] ? a->reason : "ok", true);
 }

@@ -11,11 +11,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -309,4 +312,105 @@ int pg_file_replace_as(int dirfd, const char *name, const void *data, size_t len
     if (r < 0 && fd >= 0)
         unlinkat(dirfd, tmp, 0); /* the old file stays as it was */
     return r;
+}
+
+/* ---- directories reached without any link ---------------------------------- */
+
+/* Whether `name` in `dirfd` is a symbolic link (after an open refused it). */
+static bool is_link_at(int dirfd, const char *name)
+{
+    struct stat st;
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+}
+
+int pg_dir_walk_nofollow(const char *path, int *fd, size_t *link_len)
+{
+    char name[NAME_MAX + 1];
+    const char *p = path;
+    int dir, e = 0;
+    if (link_len)
+        *link_len = 0;
+    if (path[0] != '/')
+        return -EINVAL;
+    if ((dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        size_t len = strcspn(p, "/");
+        if (len > NAME_MAX) {
+            e = ENAMETOOLONG;
+            break;
+        }
+        memcpy(name, p, len);
+        name[len] = '\0';
+        p += len;
+        /* Only the search right is needed on the way; the last is read. */
+        bool last = p[strspn(p, "/")] == '\0';
+        int next =
+            openat(dir, name,
+                   (last ? O_RDONLY : O_PATH) | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        /* (With O_DIRECTORY a link is ENOTDIR, with O_PATH it may open.) */
+        if (next < 0 && (errno == ELOOP || errno == ENOTDIR) && is_link_at(dir, name)) {
+            e = ELOOP;
+            if (link_len)
+                *link_len = (size_t)(p - path);
+        } else if (next < 0)
+            e = errno;
+        close(dir);
+        dir = next;
+        if (e)
+            return -e;
+    }
+    if (e) {
+        close(dir);
+        return -e;
+    }
+    *fd = dir;
+    return 0;
+}
+
+int pg_dir_open_nofollow(const char *path, int *fd, size_t *link_len)
+{
+    if (link_len)
+        *link_len = 0;
+    if (path[0] != '/')
+        return -EINVAL;
+#ifdef SYS_openat2
+    struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY,
+                           .resolve = RESOLVE_NO_SYMLINKS};
+    long d = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+    if (d >= 0) {
+        *fd = (int)d;
+        return 0;
+    }
+    /* A link somewhere: the walk names it (and if it has gone since, the
+     * walk opens the directory as safely). */
+    if (errno != ENOSYS && errno != ELOOP)
+        return -errno;
+#endif
+    return pg_dir_walk_nofollow(path, fd, link_len);
+}
+
+int pg_dir_error(const char *path, const char *what, int e, size_t link_len, struct pg_error *err)
+{
+    if (e == -ELOOP && link_len)
+        return pg_fail(err, PG_ERR_PERM,
+                       "%s %s: %.*s is a symbolic link; poolgate does not follow links in %s", what,
+                       path, (int)link_len, path, what);
+    if (e == -ELOOP)
+        return pg_fail(err, PG_ERR_PERM,
+                       "%s %s: a symbolic link in it; poolgate does not follow links in %s", what,
+                       path, what);
+    return pg_fail(err, e == -ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s %s: %s", what, path,
+                   e == -EINVAL ? "not an absolute path" : strerror(-e));
+}
+
+int pg_open_dir_nolinks(const char *path, const char *what, int *fd, struct pg_error *err)
+{
+    size_t link_len = 0;
+    int e = pg_dir_open_nofollow(path, fd, &link_len);
+    return e < 0 ? pg_dir_error(path, what, e, link_len, err) : 0;
 }

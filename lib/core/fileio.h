@@ -55,4 +55,33 @@ int pg_file_replace(int dirfd, const char *name, const void *data, size_t len, c
 int pg_file_replace_as(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                        uid_t uid, gid_t gid, const char *what, struct pg_error *err);
 
+/*
+ * Open the directory `path` (absolute) for reading without following a
+ * symbolic link anywhere in it, not only in its last component:
+ * openat2(2) with RESOLVE_NO_SYMLINKS, or where the kernel lacks it
+ * (ENOSYS) pg_dir_walk_nofollow().  Returns 0, or a negative errno value;
+ * -ELOOP means a component is a link, and then *link_len (when not NULL)
+ * is the length of the leading part of `path` that names it (0 when it
+ * could not be told).  System calls only, no allocation: safe in a child
+ * forked from a threaded process.  The rule for agent_dir, whose parents
+ * the agent account may own.
+ */
+int pg_dir_open_nofollow(const char *path, int *fd, size_t *link_len);
+
+/* The fallback: from "/" down, one component at a time, each opened
+ * relative to the one above with O_NOFOLLOW|O_DIRECTORY (O_PATH but for
+ * the last), so no name is resolved twice.  Callable directly for tests. */
+int pg_dir_walk_nofollow(const char *path, int *fd, size_t *link_len);
+
+/*
+ * pg_dir_open_nofollow() with the message: "<what> <path>: <link> is a
+ * symbolic link; poolgate does not follow links in <what>" (PG_ERR_PERM),
+ * or "<what> <path>: <reason>" (PG_ERR_PERM for a component that is not a
+ * directory, else PG_ERR_IO).
+ */
+int pg_open_dir_nolinks(const char *path, const char *what, int *fd, struct pg_error *err);
+
+/* The message of a -ELOOP (or other negative errno) from pg_dir_open_nofollow(). */
+int pg_dir_error(const char *path, const char *what, int e, size_t link_len, struct pg_error *err);
+
 #endif

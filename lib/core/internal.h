@@ -86,6 +86,23 @@ int64_t pg_monotonic_ms(void);
  * become '?'.  NULL is the empty string. */
 void pg_printable(char *out, size_t outsz, const char *in);
 
+/*
+ * Append the field ` key=value` of an audit line to the NUL-terminated
+ * `out` (a buffer of outsz bytes; no leading space for the first field).
+ * The value (NULL: "-") stands bare when it is printable ASCII without
+ * space, '"', '\' or '='; else, and always with `quote`, it is quoted:
+ * '"' and '\' escaped with '\', C0 and C1 controls and DEL as '?'.  So
+ * no value can end its field, add one or start a line, whatever it holds.
+ * A value too long for the room left is cut (never inside an escape); a
+ * field whose key does not fit is left out.  The one quoting rule of the
+ * module's and the CLI's audit lines.
+ */
+void pg_audit_field(char *out, size_t outsz, const char *key, const char *value, bool quote);
+
+/* Whether text may go to a terminal as it is: lines of printable text
+ * (UTF-8 allowed), no control character but '\n', no C1 control. */
+bool pg_terminal_text(const char *text);
+
 /* Free a string after clearing it (secrets). */
 void pg_free_secret(char *s);
 

@@ -220,3 +220,55 @@ void pg_printable(char *out, size_t outsz, const char *in)
     }
     out[o] = '\0';
 }
+
+/* A C0 or C1 control or DEL at p (C1 as UTF-8: 0xc2 0x80..0x9f); its length. */
+static size_t control_at(const unsigned char *p)
+{
+    if (*p < 0x20 || *p == 0x7f)
+        return 1;
+    return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
+}
+
+/* Whether a value may stand bare: printable ASCII, no space, '"', '\' or '='. */
+static bool bare_word(const char *v)
+{
+    if (!*v)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\' || *p == '=')
+            return false;
+    return true;
+}
+
+void pg_audit_field(char *out, size_t outsz, const char *key, const char *value, bool quote)
+{
+    size_t o = strnlen(out, outsz);
+    const char *v = value ? value : "-";
+    quote = quote || !bare_word(v);
+    /* Room for ' key=', both quotes and the NUL, or the field is left out. */
+    if (o + strlen(key) + 5 > outsz)
+        return;
+    o += (size_t)snprintf(out + o, outsz - o, "%s%s=%s", o ? " " : "", key, quote ? "\"" : "");
+    size_t end = outsz - (quote ? 2 : 1); /* keep the closing quote's room */
+    for (const unsigned char *p = (const unsigned char *)v; *p;) {
+        size_t ctl = control_at(p);
+        bool esc = !ctl && (*p == '"' || *p == '\\');
+        if (o + 1 + esc > end)
+            break; /* cut, never inside an escape */
+        if (esc)
+            out[o++] = '\\';
+        out[o++] = ctl ? '?' : (char)*p;
+        p += ctl ? ctl : 1;
+    }
+    if (quote)
+        out[o++] = '"';
+    out[o] = '\0';
+}
+
+bool pg_terminal_text(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p != '\n' && control_at(p))
+            return false;
+    return true;
+}

@@ -35,6 +35,9 @@
 #include <unistd.h>
 
 #include "agentfiles.h"
+#include "enroll.h"
+#include "fileio.h"
+#include "internal.h"
 #include "goldenkit.h"
 #include "poolgate/poolgate.h"
 
@@ -467,16 +470,158 @@ static void test_agent_dir_symlink(void **state)
     struct pg_agent_files f;
     struct pg_error err = {0};
     render(golden_key, &SETTINGS, &f);
-    assert_int_equal(pg_agent_files_write(link, agent_uid, agent_gid, &f, &err), PG_ERR_IO);
-    assert_true(err.msg[0] != '\0');
+    assert_int_equal(pg_agent_files_write(link, agent_uid, agent_gid, &f, &err), PG_ERR_PERM);
+    assert_non_null(strstr(err.msg, "is a symbolic link"));
     assert_int_equal(count_entries(target, NULL), 0);
 
     /* Files that are really there are neither seen nor removed through it. */
     write_as_me(target, &f);
     assert_false(pg_agent_registered(link));
-    assert_int_equal(pg_agent_files_remove(link, agent_uid, agent_gid, &err), PG_ERR_IO);
+    assert_int_equal(pg_agent_files_remove(link, agent_uid, agent_gid, &err), PG_ERR_PERM);
     assert_files_are(target, &f);
     pg_agent_files_clear(&f);
+}
+
+/*
+ * A parent of agent_dir swapped for a link (the agent account may own
+ * ~/agents in ~/agents/a1): the link leads into another tree, which is
+ * neither written, checked, seen nor cleared through it; the message
+ * names the link.
+ */
+static void test_agent_dir_parent_symlink(void **state)
+{
+    (void)state;
+    char other[256], parent[256], dir[300], want[700];
+    struct pg_agent_files f;
+    struct pg_error err = {0};
+    snprintf(other, sizeof(other), "%s/other", top);
+    snprintf(parent, sizeof(parent), "%s/agents", top);
+    snprintf(dir, sizeof(dir), "%s/a1", parent);
+    assert_int_equal(mkdir(other, 0755), 0);
+    snprintf(want, sizeof(want), "%s/a1", other);
+    assert_int_equal(mkdir(want, 0755), 0);
+    assert_int_equal(chown(want, agent_uid, agent_gid), 0);
+    assert_int_equal(symlink(other, parent), 0);
+    render(golden_key, &SETTINGS, &f);
+    snprintf(want, sizeof(want),
+             "agent_dir %s: %s is a symbolic link; poolgate does not follow links in agent_dir",
+             dir, parent);
+    assert_int_equal(pg_agent_files_check(dir, agent_uid, agent_gid, &err), PG_ERR_PERM);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(pg_agent_files_write(dir, agent_uid, agent_gid, &f, &err), PG_ERR_PERM);
+    assert_string_equal(err.msg, want);
+    snprintf(want, sizeof(want), "%s/a1", other);
+    assert_int_equal(count_entries(want, NULL), 0);
+    write_as_me(want, &f);
+    assert_false(pg_agent_registered(dir));
+    assert_int_equal(pg_agent_files_remove(dir, agent_uid, agent_gid, &err), PG_ERR_PERM);
+    assert_files_are(want, &f);
+    pg_agent_files_clear(&f);
+}
+
+/* One walk of pg_dir_open_nofollow / pg_dir_walk_nofollow: its result,
+ * the link it names, and (on success) the directory it opened. */
+static void expect_dir(int (*open_dir)(const char *, int *, size_t *), const char *path, int want,
+                       const char *link, const char *same_as)
+{
+    int fd = -1;
+    size_t len = 99;
+    struct stat a, b;
+    assert_int_equal(open_dir(path, &fd, &len), want);
+    if (want == -ELOOP) {
+        assert_int_equal(len, strlen(link));
+        assert_memory_equal(path, link, len);
+    }
+    if (want != 0)
+        return;
+    assert_int_equal(fstat(fd, &a), 0);
+    assert_int_equal(stat(same_as, &b), 0);
+    assert_true(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+    /* Opened for reading, not O_PATH: it can be listed and locked. */
+    assert_int_equal(flock(fd, LOCK_SH), 0);
+    close(fd);
+}
+
+/* Both ways of reaching a directory without links: openat2 where the
+ * kernel has it, and the walk it falls back to (called directly). */
+static void test_dir_nofollow(void **state)
+{
+    (void)state;
+    int (*const ways[])(const char *, int *, size_t *) = {pg_dir_open_nofollow,
+                                                          pg_dir_walk_nofollow};
+    char a[128], b[160], c[192], link[160], viaa[200], deep[260], file[160], mid[220];
+    snprintf(a, sizeof(a), "%s/a", top);
+    snprintf(b, sizeof(b), "%s/b", a);
+    snprintf(c, sizeof(c), "%s/c", b);
+    snprintf(link, sizeof(link), "%s/l", top);
+    snprintf(viaa, sizeof(viaa), "%s/b/c", link);
+    snprintf(deep, sizeof(deep), "%s//b/./c/", a);
+    snprintf(file, sizeof(file), "%s/f", top);
+    snprintf(mid, sizeof(mid), "%s/f/x", top);
+    assert_int_equal(mkdir(a, 0755), 0);
+    assert_int_equal(mkdir(b, 0711), 0);
+    assert_int_equal(mkdir(c, 0755), 0);
+    assert_int_equal(symlink(a, link), 0);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    for (size_t i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+        expect_dir(ways[i], c, 0, NULL, c);
+        expect_dir(ways[i], deep, 0, NULL, c); /* repeated '/' and '.' */
+        expect_dir(ways[i], "/", 0, NULL, "/");
+        expect_dir(ways[i], viaa, -ELOOP, link, NULL); /* a link in a parent */
+        expect_dir(ways[i], link, -ELOOP, link, NULL); /* the last one a link */
+        expect_dir(ways[i], file, -ENOTDIR, NULL, NULL);
+        expect_dir(ways[i], mid, -ENOTDIR, NULL, NULL);
+        expect_dir(ways[i], "relative/path", -EINVAL, NULL, NULL);
+        snprintf(mid, sizeof(mid), "%s/missing/x", top);
+        expect_dir(ways[i], mid, -ENOENT, NULL, NULL);
+        snprintf(mid, sizeof(mid), "%s/f/x", top);
+    }
+    struct pg_error err = {0};
+    int fd = -1;
+    assert_int_equal(pg_open_dir_nolinks(viaa, "agent_dir", &fd, &err), PG_ERR_PERM);
+    char want[700];
+    snprintf(want, sizeof(want),
+             "agent_dir %s: %s is a symbolic link; poolgate does not follow links in agent_dir",
+             viaa, link);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(pg_open_dir_nolinks(c, "agent_dir", &fd, &err), 0);
+    close(fd);
+}
+
+/* The audit line's quoting (pg_audit_field, shared by the module and the
+ * CLI): values that try to end their quotes, add a field or a line. */
+static void test_audit_quoting(void **state)
+{
+    (void)state;
+    char line[512], small[24];
+    struct pg_config cfg = {.organization_url = (char *)(uintptr_t) "https://dev.azure.com/c",
+                            .pool = (char *)(uintptr_t) "Build \"Hosts\""};
+    char *roles[] = {(char *)(uintptr_t) "r"};
+    struct pg_identity id = {.oid = (char *)(uintptr_t) "o\" outcome=granted\n",
+                             .tid = (char *)(uintptr_t) "72f988bf",
+                             .name = (char *)(uintptr_t) "N\x1b[2J\\\r\xc2\x9b",
+                             .roles = {roles, 1}};
+    pg_enroll_audit(
+        line, sizeof(line),
+        &(struct pg_enroll_audit){"register", "azagent", &id, &cfg, "a1", 12, "registered", NULL});
+    assert_string_equal(line,
+                        "register user=azagent operator_oid=\"o\\\" outcome=granted?\" "
+                        "tid=72f988bf name=\"N?[2J\\\\??\" organization=https://dev.azure.com/c "
+                        "pool=\"Build \\\"Hosts\\\"\" agent=\"a1\" agent_id=12 "
+                        "outcome=registered reason=\"ok\"");
+    pg_enroll_audit(
+        line, sizeof(line),
+        &(struct pg_enroll_audit){"register", "x=y", NULL, &cfg, "", 0, "failed", "why"});
+    assert_non_null(strstr(line, "register user=\"x=y\" operator_oid=- tid=- name=\"-\""));
+    assert_non_null(strstr(line, "agent=\"\" agent_id=0 outcome=failed reason=\"why\""));
+    /* Cut to the room left: the quote still closes, no escape is split. */
+    snprintf(small, sizeof(small), "auth");
+    pg_audit_field(small, sizeof(small), "name", "\"\"\"\"\"\"\"\"\"\"\"\"", true);
+    assert_string_equal(small, "auth name=\"\\\"\\\"\\\"\\\"\\\"\"");
+    pg_audit_field(small, sizeof(small), "reason", "x", true); /* no room: left out */
+    assert_int_equal(strlen(small), 22);
 }
 
 static void test_agent_file_symlink(void **state)
@@ -778,6 +923,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_write_over_stale_temporaries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_dir_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_dir_parent_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dir_nofollow, setup, teardown),
+        cmocka_unit_test(test_audit_quoting),
         cmocka_unit_test_setup_teardown(test_agent_file_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_fails_unwritable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_refuses_foreign_dir_and_root, setup, teardown),

@@ -168,7 +168,8 @@ static void test_every_key(void **state)
     assert_false(c->allow_app_tokens);
     assert_int_equal(c->assertion_algorithm, PG_ASSERTION_RS256);
     assert_string_equal(c->imds_endpoint, "http://127.0.0.1:8080/metadata/identity/oauth2/token");
-    assert_true(pg_config_app_tokens_allowed(c)); /* implied by the unattended credential */
+    /* Not implied by the unattended credential: sign-ins never take app tokens. */
+    assert_false(pg_config_app_tokens_allowed(c));
     pg_config_free(c);
 }
 

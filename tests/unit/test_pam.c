@@ -10,6 +10,7 @@
  * them; pam_wrapper runs with PAM_WRAPPER_USE_SYSLOG=1).
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -153,6 +154,31 @@ time_t time(time_t *t)
     return now;
 }
 
+/* ---- the accounts --------------------------------------------------------- */
+
+/*
+ * The module's getpwnam_r() calls resolve to this definition too: the name
+ * `alias_name` is another name of the account `alias_of` (same uid), as
+ * NSS can give one account several names, or names that differ in case.
+ */
+static char alias_name[] = "pgalias";
+static const char *alias_of;
+
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len, struct passwd **out);
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len, struct passwd **out)
+{
+    int (*real)(const char *, struct passwd *, char *, size_t, struct passwd **);
+    void *sym = dlsym(RTLD_NEXT, "getpwnam_r");
+    memcpy(&real, &sym, sizeof(real));
+    if (alias_of && strcmp(name, alias_name) == 0) {
+        int r = real(alias_of, pw, buf, len, out);
+        if (r == 0 && *out)
+            pw->pw_name = alias_name;
+        return r;
+    }
+    return real(name, pw, buf, len, out);
+}
+
 /* ---- the operator --------------------------------------------------------- */
 
 enum answer { ANSWER, FAIL_CONV, NULL_RESPONSE };
@@ -170,6 +196,10 @@ struct operator
 /* In a thread signing in beside the test: where its user codes go. */
 static _Thread_local int report_fd = -1;
 
+/* Who signs in, when a test changes it: the token's name and oid, and
+ * its idtyp when set. */
+static const char *signer_name = "Olga Operator", *signer_oid, *signer_idtyp = "";
+
 static void act(struct operator* op, const char *text)
 {
     const char *p = strstr(text, "enter the code ");
@@ -179,9 +209,12 @@ static void act(struct operator* op, const char *text)
         dprintf(report_fd, "%s\n", code);
     if (!op->action || !p || sscanf(p + 15, "%63s", code) != 1)
         return;
-    const struct pg_form_field f[] = {
-        {"user_code", code}, {"roles", op->roles}, {"oid", oid}, {"name", "Olga Operator"}};
-    idp_control(control, ca, op->action, f, 4);
+    const struct pg_form_field f[] = {{"user_code", code},
+                                      {"roles", op->roles},
+                                      {"oid", signer_oid ? signer_oid : oid},
+                                      {"name", signer_name},
+                                      {"idtyp", signer_idtyp}};
+    idp_control(control, ca, op->action, f, 5);
 }
 
 static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
@@ -498,27 +531,221 @@ static void test_users_filter(void **state)
      * as neither success (sufficient, then pam_deny) nor failure (required,
      * then pam_permit). */
     struct operator op = {NULL, NULL, ANSWER, 0, 0, ""};
-    service("pg-others", "auth sufficient MOD reauth users=nobody-here,someone\n"
+    service("pg-others", "auth sufficient MOD reauth users=daemon,bin\n"
                          "auth required pam_deny.so\n"
-                         "account sufficient MOD users=nobody-here,someone\n"
+                         "account sufficient MOD users=daemon,bin\n"
                          "account required pam_deny.so\n");
     int acct = -1;
     assert_int_equal(auth("pg-others", &op), PAM_AUTH_ERR);
     struct pam_testcase t[] = {pam_test(PAMTEST_ACCOUNT, PAM_AUTH_ERR)};
     assert_int_equal(_pamtest_conv("pg-others", user, conv, &op, t, 1, NULL), PAMTEST_ERR_OK);
-    service("pg-others", "auth required MOD reauth users=nobody-here,someone\n"
+    service("pg-others", "auth required MOD reauth users=daemon,bin\n"
                          "auth required pam_permit.so\n"
-                         "account required MOD users=nobody-here,someone\n"
+                         "account required MOD users=daemon,bin\n"
                          "account required pam_permit.so\n");
     assert_int_equal(run("pg-others", &op, 0, PAMTEST_ACCOUNT, &acct), PAM_SUCCESS);
     assert_int_equal(acct, PAM_SUCCESS);
     assert_int_equal(op.calls, 0);
     assert_null(strstr(logbuf, "service=pg-others"));
-    snprintf(lines, sizeof(lines), "auth required MOD reauth users=someone,%s\n", user);
+    snprintf(lines, sizeof(lines), "auth required MOD reauth users=daemon,%s\n", user);
     service("pg-me", lines);
     struct operator op2 = {"approve", role, ANSWER, 0, 0, ""};
     assert_int_equal(auth("pg-me", &op2), PAM_SUCCESS);
     assert_int_equal(op2.calls, 1);
+}
+
+/*
+ * users= fails closed: a list that is empty, has an empty or malformed
+ * name, or names no account is a broken setup (PAM_SERVICE_ERR and a log
+ * line naming it) for every account, in every phase, not PAM_IGNORE,
+ * which lets the stack decide without the gate (pam_permit after it).
+ */
+static void test_users_fail_closed(void **state)
+{
+    (void)state;
+    /* (U: the test's own account, listed.) */
+    static const char *const lists[] = {
+        "", ",", "U,", ",U", "U,,someone", "U,no/such", "U,-x", "U,pg-no-such-account-here"};
+    static const char *const said[] = {"an empty name",
+                                       "an empty name",
+                                       "an empty name",
+                                       "an empty name",
+                                       "an empty name",
+                                       "a name that is not a user name",
+                                       "a name that is not a user name",
+                                       "no account 'pg-no-such-account-here'"};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        char users[128], lines[1024];
+        struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+        const char *u = strchr(lists[i], 'U');
+        snprintf(users, sizeof(users), "%.*s%s%s", u ? (int)(u - lists[i]) : 0, lists[i],
+                 u ? user : lists[i], u ? u + 1 : "");
+        snprintf(lines, sizeof(lines),
+                 "auth required MOD reauth users=%s\nauth required pam_permit.so\n"
+                 "account required MOD users=%s\naccount required pam_permit.so\n"
+                 "session required MOD users=%s\nsession required pam_permit.so\n",
+                 users, users, users);
+        service("pg-users", lines);
+        loglen = 0;
+        logbuf[0] = '\0';
+        for (int who = 0; who < 2; who++) {
+            /* Listed or not, every account: the list itself is broken. */
+            const char *name = who ? "nobody" : user;
+            struct pam_testcase t[] = {pam_test(PAMTEST_AUTHENTICATE, PAM_SERVICE_ERR),
+                                       pam_test(PAMTEST_ACCOUNT, PAM_SERVICE_ERR),
+                                       pam_test(PAMTEST_OPEN_SESSION, PAM_SERVICE_ERR)};
+            for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++)
+                if (_pamtest_conv("pg-users", name, conv, &op, &t[k], 1, NULL) != PAMTEST_ERR_OK)
+                    fail_msg("users=%s for %s: phase %zu gave %d, not PAM_SERVICE_ERR", users, name,
+                             k, t[k].op_rv);
+        }
+        assert_int_equal(op.calls, 0);
+        assert_logged(said[i]);
+    }
+    assert_no_children();
+}
+
+/* users= matches accounts by uid, as the store is keyed: another name of
+ * a listed account is gated too, and a listed alias gates the account. */
+static void test_users_alias(void **state)
+{
+    (void)state;
+    char lines[1024];
+    alias_of = user;
+    snprintf(lines, sizeof(lines),
+             "auth required MOD reauth prompt=info users=daemon,%s\n"
+             "auth required pam_permit.so\n",
+             user);
+    service("pg-alias", lines);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for(alias_name, "pg-alias", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+    assert_int_equal(op.calls, 1); /* gated: a sign-in was asked for */
+    assert_logged("user=pgalias");
+    struct operator deny = {"deny", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for(alias_name, "pg-alias", &deny, 0, PAMTEST_ACCOUNT, NULL),
+                     PAM_AUTH_ERR);
+    /* Listed by its other name. */
+    snprintf(lines, sizeof(lines),
+             "auth required MOD reauth prompt=info users=%s\nauth required pam_permit.so\n",
+             alias_name);
+    service("pg-alias", lines);
+    struct operator op2 = {"deny", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run_for(user, "pg-alias", &op2, 0, PAMTEST_ACCOUNT, NULL), PAM_AUTH_ERR);
+    assert_int_equal(op2.calls, 1);
+    alias_of = NULL;
+    assert_no_children();
+}
+
+/*
+ * An app-only token (idtyp app) at a sign-in: refused even where the
+ * configuration names an unattended credential (only register
+ * --unattended takes app tokens), fresh and stored alike.
+ */
+static void test_app_token_refused(void **state)
+{
+    (void)state;
+    static const char unattended[] = "credential = managed_identity\n"
+                                     "gate_scope = api://poolgate-enroll/.default\n";
+    char allowed[256];
+    snprintf(allowed, sizeof(allowed), "%sallow_app_tokens = yes\n", unattended);
+    signer_idtyp = "app";
+    write_conf(conf, unattended);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    int r = auth("pg-reauth", &op);
+    /* Stored while the key allowed it, then judged without the key. */
+    write_conf(conf, allowed);
+    struct operator op2 = {"approve", role, ANSWER, 0, 0, ""};
+    int stored_ok = auth("pg-reauth", &op2);
+    write_conf(conf, unattended);
+    service("pg-acct-app", "account required MOD\n");
+    struct pam_testcase t[] = {pam_test(PAMTEST_ACCOUNT, PAM_PERM_DENIED)};
+    int acct = _pamtest_conv("pg-acct-app", user, NULL, NULL, t, 1, NULL);
+    service("pg-auth-app", "auth required MOD\n");
+    struct operator op3 = {NULL, role, ANSWER, 0, 0, ""};
+    int cached = run("pg-auth-app", &op3, 0, PAMTEST_ACCOUNT, NULL);
+    signer_idtyp = "";
+    write_conf(conf, "");
+    forget();
+    assert_int_equal(r, PAM_AUTH_ERR);
+    assert_logged("app-token: app-only token");
+    assert_int_equal(stored_ok, PAM_SUCCESS);
+    assert_int_equal(acct, PAMTEST_ERR_OK);
+    assert_int_equal(cached, PAM_AUTH_ERR);
+    assert_no_children();
+}
+
+/* The fields of one audit line (the phase, then ` key=value`, a value bare
+ * or quoted with '\' escapes): how many are named `key`; -1 when the line
+ * does not parse as such. */
+static int count_field(const char *line, size_t n, const char *key)
+{
+    const char *p = memchr(line, ' ', n), *end = line + n;
+    int count = 0;
+    while (p && p < end && *p == ' ') {
+        const char *k = ++p;
+        while (p < end && ((*p >= 'a' && *p <= 'z') || *p == '_'))
+            p++;
+        if (p == k || p >= end || *p != '=')
+            return -1;
+        count += (size_t)(p - k) == strlen(key) && strncmp(k, key, strlen(key)) == 0;
+        if (++p < end && *p == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\' && ++p == end)
+                    return -1;
+            if (p++ >= end)
+                return -1;
+        } else
+            for (; p < end && *p != ' '; p++)
+                if (*p == '"' || *p == '\\' || *p == '=')
+                    return -1;
+    }
+    return p == end || !p ? count : -1;
+}
+
+/*
+ * The token's text reaches the audit line: a name, roles and oid that
+ * carry ESC, CR, LF, '"' and a forged ` outcome=granted` neither add a
+ * field nor start a line, and no control character is logged.
+ */
+static void test_untrusted_claims_in_audit(void **state)
+{
+    (void)state;
+    signer_name = "Eve\x1b[31m\r\n\" outcome=granted";
+    signer_oid = "0b5e3c1a\" outcome=granted\nforged=\x1b";
+    struct operator op = {
+        "approve", "AgentPool.Enroll,x\x1b]0;\x07\r\n\" outcome=granted", ANSWER, 0, 0, ""};
+    int r = auth("pg-reauth", &op);
+    signer_name = "Olga Operator";
+    signer_oid = NULL;
+    forget();
+    assert_int_equal(r, PAM_SUCCESS);
+    assert_null(memchr(logbuf, '\x1b', loglen));
+    assert_null(memchr(logbuf, '\r', loglen));
+    assert_null(memchr(logbuf, '\x07', loglen));
+    int lines = 0;
+    for (const char *next = logbuf; next < logbuf + loglen;) {
+        const char *l = next, *nl = memchr(l, '\n', (size_t)(logbuf + loglen - l));
+        size_t n = nl ? (size_t)(nl - l) : (size_t)(logbuf + loglen - l);
+        const char *tag = memmem(l, n, "): ", 3); /* pam_syslog's "module(service:phase): " */
+        next = l + n + 1;
+        if (tag) {
+            n -= (size_t)(tag + 3 - l);
+            l = tag + 3;
+        }
+        bool audit =
+            (n > 5 && strncmp(l, "auth ", 5) == 0) || (n > 8 && strncmp(l, "account ", 8) == 0);
+        if (audit && count_field(l, n, "outcome") != 1)
+            fail_msg("audit line without exactly one outcome field: %.*s", (int)n, l);
+        if (!audit && memmem(l, n, "outcome=", 8))
+            fail_msg("a line of a value's own: %.*s", (int)n, l);
+        lines += audit;
+    }
+    assert_int_equal(lines, 1);
+    assert_logged("name=\"Eve?[31m??\\\" outcome=granted\"");
+    assert_logged("operator_oid=\"0b5e3c1a\\\" outcome=granted?forged=?\"");
+    assert_logged("roles=\"AgentPool.Enroll,x?]0;???\\\" outcome=granted\" via=sign-in "
+                  "outcome=granted");
+    assert_no_children();
 }
 
 /* The module's codes in the stacks admins write. */
@@ -1822,6 +2049,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_conversation_fails, setup),
         cmocka_unit_test_setup(test_conversation_null_answer, setup),
         cmocka_unit_test_setup(test_users_filter, setup),
+        cmocka_unit_test_setup(test_users_fail_closed, setup),
+        cmocka_unit_test_setup(test_users_alias, setup),
+        cmocka_unit_test_setup(test_app_token_refused, setup),
+        cmocka_unit_test_setup(test_untrusted_claims_in_audit, setup),
         cmocka_unit_test_setup(test_stacks, setup),
         cmocka_unit_test_setup(test_silent_refresh, setup),
         cmocka_unit_test_setup(test_provider_failing, setup),

@@ -659,6 +659,9 @@ static void test_app_tokens(void **state)
     struct fixture *f = *state;
     expect_claims(f, NULL, ",\"idtyp\":\"app\"", PG_REASON_APP_TOKEN);
     expect_claims(f, "allow_app_tokens = yes\n", ",\"idtyp\":\"app\"", PG_REASON_NONE);
+    /* An unattended credential does not open the sign-in's gate to them. */
+    expect_claims(f, "credential = managed_identity\ngate_scope = api://g/.default\n",
+                  ",\"idtyp\":\"app\"", PG_REASON_APP_TOKEN);
     expect_claims(f, NULL, ",\"idtyp\":\"user\"", PG_REASON_NONE);
     expect_claims(f, NULL, ",\"idtyp\":1", PG_REASON_CLAIMS);
     /* Access tokens without scp on an Entra issuer are app-only. */

@@ -142,6 +142,7 @@ struct pg_config {
     bool agent_service;     /* register/unregister manage the agent's systemd unit */
     char *systemd_unit_dir; /* where the unit is written (/etc/systemd/system) */
     char *systemctl;        /* the systemctl program run (/usr/bin/systemctl) */
+    char *agent_user;     /* NULL: unset; the agent account of register --unattended */
 };
 
 /*
@@ -168,7 +169,9 @@ int pg_config_parse(const char *text, size_t len, const char *name, struct pg_co
 
 void pg_config_free(struct pg_config *cfg);
 
-/* Whether app-only tokens may pass the gate (the key, or an unattended credential). */
+/* Whether app-only tokens may pass the gate of a sign-in: allow_app_tokens
+ * alone.  (`poolgate register --unattended` takes them whatever this says:
+ * it allows them in its own copy of the policy.) */
 bool pg_config_app_tokens_allowed(const struct pg_config *cfg);
 
 /* The JWS algorithm name for one PG_ALG_* bit, or NULL. */
