@@ -190,14 +190,16 @@ int pg_service_init(struct pg_service *s, const struct pg_config *cfg, uid_t uid
 
 /* ---- the unit file ------------------------------------------------------------- */
 
-/* Description= text: % doubled (a specifier otherwise), controls dropped. */
+/* Description= text: % doubled (a specifier otherwise), controls and
+ * backslashes as '?' (a backslash ending a shortened description would
+ * join the next line to it). */
 static void describe(char *out, size_t outsz, const char *in)
 {
     size_t o = 0;
     for (; *in && o + 2 < outsz; in++) {
         if (*in == '%')
             out[o++] = '%';
-        out[o++] = (unsigned char)*in < ' ' || *in == 0x7f ? '?' : *in;
+        out[o++] = (unsigned char)*in < ' ' || *in == 0x7f || *in == '\\' ? '?' : *in;
     }
     out[o] = '\0';
 }
@@ -448,12 +450,65 @@ int pg_service_control(const struct pg_service *s, const char *verb, struct pg_e
 
 /* ---- install, uninstall, state ------------------------------------------------ */
 
+/* A directory on the way to agent_dir that no third account can change:
+ * root's or the agent account's, and writable by others only when sticky. */
+static bool parent_safe(const struct stat *st, uid_t uid)
+{
+    return S_ISDIR(st->st_mode) && (st->st_uid == 0 || st->st_uid == uid) &&
+           (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
+}
+
+/*
+ * systemd finds the unit's ExecStart= through agent_dir's path each time it
+ * starts the agent: an account that may rename a directory on that way
+ * (its owner, or anyone who may write to it) would choose what runs as the
+ * agent account.  Walked without following links; agent_dir itself is the
+ * agent account's (checked by the child that writes in it).
+ */
+static int parents_trusted(const struct pg_service *s, struct pg_error *err)
+{
+    const char *dir = s->cfg->agent_dir, *p = dir + strspn(dir, "/");
+    char name[256];
+    struct stat st;
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), e = fd < 0 ? errno : 0;
+    while (!e && *p) {
+        size_t len = strcspn(p, "/");
+        if (fstat(fd, &st) < 0)
+            e = errno;
+        else if (!parent_safe(&st, s->uid)) {
+            int shown = (int)(p - dir);
+            while (shown > 1 && dir[shown - 1] == '/')
+                shown--;
+            close(fd);
+            return pg_fail(err, PG_ERR_CONFIG,
+                           "agent_dir %s: %.*s belongs to uid %u or is writable by others: only "
+                           "root and %s may own the directories above agent_dir",
+                           dir, shown, dir, (unsigned)st.st_uid, s->user);
+        } else if (len >= sizeof(name))
+            e = ENAMETOOLONG;
+        if (e)
+            break;
+        memcpy(name, p, len);
+        name[len] = '\0';
+        int next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        e = next < 0 ? errno : 0;
+        close(fd);
+        fd = next;
+        p += len + strspn(p + len, "/");
+    }
+    if (fd >= 0)
+        close(fd);
+    return e ? pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", dir, strerror(e)) : 0;
+}
+
 int pg_service_install(const struct pg_service *s, struct pg_error *err)
 {
     enum pg_unit_owner owner;
     int r = unit_owner(s, &owner, err);
     if (r == 0 && owner == PG_UNIT_FOREIGN)
         r = foreign(s, err);
+    if (r == 0)
+        r = parents_trusted(s, err);
     /* runsvc.sh first: the unit names it. */
     if (r == 0)
         r = pg_agent_service_files(s->cfg->agent_dir, s->uid, s->gid, s->unit, err);
