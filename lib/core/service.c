@@ -458,6 +458,18 @@ static bool parent_safe(const struct stat *st, uid_t uid)
            (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
 }
 
+static int untrusted(const struct pg_service *s, int len, const struct stat *st,
+                     struct pg_error *err)
+{
+    char what[64] = "writable by others";
+    if (st->st_uid != 0 && st->st_uid != s->uid)
+        snprintf(what, sizeof(what), "owned by uid %u", (unsigned)st->st_uid);
+    return pg_fail(err, PG_ERR_CONFIG,
+                   "agent_dir %s: %.*s is %s: the directories above agent_dir must be root's or "
+                   "%s's, writable by no one else (unless sticky)",
+                   s->cfg->agent_dir, len, s->cfg->agent_dir, what, s->user);
+}
+
 /*
  * systemd finds the unit's ExecStart= through agent_dir's path each time it
  * starts the agent: an account that may rename a directory on that way
@@ -470,35 +482,31 @@ static int parents_trusted(const struct pg_service *s, struct pg_error *err)
     const char *dir = s->cfg->agent_dir, *p = dir + strspn(dir, "/");
     char name[256];
     struct stat st;
-    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), e = fd < 0 ? errno : 0;
-    while (!e && *p) {
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), e = fd < 0 ? errno : 0, r = 0;
+    while (!e && !r && *p) {
         size_t len = strcspn(p, "/");
+        int shown = (int)(p - dir); /* the directory's path, without its last '/' */
+        while (shown > 1 && dir[shown - 1] == '/')
+            shown--;
         if (fstat(fd, &st) < 0)
             e = errno;
-        else if (!parent_safe(&st, s->uid)) {
-            int shown = (int)(p - dir);
-            while (shown > 1 && dir[shown - 1] == '/')
-                shown--;
-            close(fd);
-            return pg_fail(err, PG_ERR_CONFIG,
-                           "agent_dir %s: %.*s belongs to uid %u or is writable by others: only "
-                           "root and %s may own the directories above agent_dir",
-                           dir, shown, dir, (unsigned)st.st_uid, s->user);
-        } else if (len >= sizeof(name))
+        else if (!parent_safe(&st, s->uid))
+            r = untrusted(s, shown, &st, err);
+        else if (len >= sizeof(name))
             e = ENAMETOOLONG;
-        if (e)
-            break;
-        memcpy(name, p, len);
-        name[len] = '\0';
-        int next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        e = next < 0 ? errno : 0;
-        close(fd);
-        fd = next;
-        p += len + strspn(p + len, "/");
+        else {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            int next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            e = next < 0 ? errno : 0;
+            close(fd);
+            fd = next;
+            p += len + strspn(p + len, "/");
+        }
     }
     if (fd >= 0)
         close(fd);
-    return e ? pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", dir, strerror(e)) : 0;
+    return e ? pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", dir, strerror(e)) : r;
 }
 
 int pg_service_install(const struct pg_service *s, struct pg_error *err)
