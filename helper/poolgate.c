@@ -633,24 +633,27 @@ static int unattended_account(const char *user, const struct pg_config *cfg, str
                               char *buf, size_t bufsz)
 {
     struct passwd *found = NULL;
-    struct stat st;
+    struct pg_error err = {0};
+    uid_t owner = 0;
     if (geteuid() != 0)
         return complain(EXIT_USAGE, "register --unattended: only root may register unattended "
                                     "(it reads certificate_file and writes the agent's files)");
     if (user)
         return agent_account(user, pw, buf, bufsz);
-    if (!cfg->agent_dir || stat(cfg->agent_dir, &st) < 0)
-        return complain(EXIT_USAGE, "register --unattended: agent_dir %s: %s",
-                        cfg->agent_dir ? cfg->agent_dir : "is not set",
-                        cfg->agent_dir ? strerror(errno) : "set it in the configuration");
-    if (st.st_uid == 0)
+    if (!cfg->agent_dir)
+        return complain(EXIT_USAGE,
+                        "register --unattended: agent_dir is not set: set it in the configuration");
+    /* Not through a link: whoever may change one on the way would pick the account. */
+    if (pg_agent_dir_owner(cfg->agent_dir, &owner, &err) < 0)
+        return complain(EXIT_USAGE, "register --unattended: %s", err.msg);
+    if (owner == 0)
         return complain(EXIT_USAGE,
                         "register --unattended: %s is owned by root; name the agent account "
                         "with --user",
                         cfg->agent_dir);
-    if (getpwuid_r(st.st_uid, pw, buf, bufsz, &found) || !found)
+    if (getpwuid_r(owner, pw, buf, bufsz, &found) || !found)
         return complain(EXIT_USAGE, "register --unattended: no account has uid %u (owner of %s)",
-                        (unsigned)st.st_uid, cfg->agent_dir);
+                        (unsigned)owner, cfg->agent_dir);
     return 0;
 }
 

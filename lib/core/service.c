@@ -471,15 +471,16 @@ static int untrusted(const struct pg_service *s, int len, const struct stat *st,
 }
 
 /*
- * systemd finds the unit's ExecStart= through agent_dir's path each time it
- * starts the agent: an account that may rename a directory on that way
- * (its owner, or anyone who may write to it) would choose what runs as the
- * agent account.  Walked without following links; agent_dir itself is the
- * agent account's (checked by the child that writes in it).
+ * agent_dir reached from "/" one directory at a time, never through a
+ * link; with `s`, every directory above it checked with parent_safe():
+ * systemd finds the unit's ExecStart= through them each time it starts the
+ * agent, and an account that may rename one (its owner, or anyone who may
+ * write to it) would choose what runs as the agent account.  *owner: who
+ * owns agent_dir itself.
  */
-static int parents_trusted(const struct pg_service *s, struct pg_error *err)
+static int walk(const char *dir, const struct pg_service *s, uid_t *owner, struct pg_error *err)
 {
-    const char *dir = s->cfg->agent_dir, *p = dir + strspn(dir, "/");
+    const char *p = dir + strspn(dir, "/");
     char name[256];
     struct stat st;
     int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), e = fd < 0 ? errno : 0, r = 0;
@@ -490,7 +491,7 @@ static int parents_trusted(const struct pg_service *s, struct pg_error *err)
             shown--;
         if (fstat(fd, &st) < 0)
             e = errno;
-        else if (!parent_safe(&st, s->uid))
+        else if (s && !parent_safe(&st, s->uid))
             r = untrusted(s, shown, &st, err);
         else if (len >= sizeof(name))
             e = ENAMETOOLONG;
@@ -504,19 +505,32 @@ static int parents_trusted(const struct pg_service *s, struct pg_error *err)
             p += len + strspn(p + len, "/");
         }
     }
+    if (!e && !r && fstat(fd, &st) < 0)
+        e = errno;
     if (fd >= 0)
         close(fd);
+    if (!e && !r)
+        *owner = st.st_uid;
+    if (e == ELOOP || e == ENOTDIR)
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "agent_dir %s: the path goes through a symbolic link or a file", dir);
     return e ? pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", dir, strerror(e)) : r;
+}
+
+int pg_agent_dir_owner(const char *agent_dir, uid_t *owner, struct pg_error *err)
+{
+    return walk(agent_dir, NULL, owner, err);
 }
 
 int pg_service_install(const struct pg_service *s, struct pg_error *err)
 {
     enum pg_unit_owner owner;
+    uid_t dir_owner;
     int r = unit_owner(s, &owner, err);
     if (r == 0 && owner == PG_UNIT_FOREIGN)
         r = foreign(s, err);
     if (r == 0)
-        r = parents_trusted(s, err);
+        r = walk(s->cfg->agent_dir, s, &dir_owner, err);
     /* runsvc.sh first: the unit names it. */
     if (r == 0)
         r = pg_agent_service_files(s->cfg->agent_dir, s->uid, s->gid, s->unit, err);

@@ -62,6 +62,11 @@ int pg_service_init(struct pg_service *s, const struct pg_config *cfg, uid_t uid
 /* The unit file's text (the caller frees it). */
 int pg_service_unit_text(const struct pg_service *s, char **out, struct pg_error *err);
 
+/* Who owns agent_dir, reached from "/" without following any link (a
+ * link on the way is PG_ERR_CONFIG): the agent account when no one names
+ * it (register --unattended at boot). */
+int pg_agent_dir_owner(const char *agent_dir, uid_t *owner, struct pg_error *err);
+
 /* Write the unit (refusing one that is not poolgate's, and an agent_dir
  * below a directory that is neither root's nor the agent account's, or
  * that others may write to without the sticky bit), the agent's `.service`
