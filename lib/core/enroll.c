@@ -187,7 +187,8 @@ static int settings_from(json_t *done, const struct pg_config *cfg, struct pg_ag
     out->agent_id = s->agent_id;
     out->pool_id = s->pool_id;
     out->replaced = json_is_true(json_object_get(done, "replaced"));
-    snprintf(out->agent_name, sizeof(out->agent_name), "%s", s->agent_name);
+    /* Azure DevOps' text, shown on terminals and in the PAM conversation. */
+    pg_printable(out->agent_name, sizeof(out->agent_name), s->agent_name);
     return 0;
 }
 

@@ -48,9 +48,9 @@ struct pg_enroll {
 struct pg_enrolled {
     int64_t agent_id;
     int64_t pool_id;
-    char agent_name[257];
-    bool replaced; /* register: an agent of that name was replaced */
-    bool was_gone; /* unregister: the pool no longer had it */
+    char agent_name[257]; /* as Azure DevOps named it, made printable (pg_printable) */
+    bool replaced;        /* register: an agent of that name was replaced */
+    bool was_gone;        /* unregister: the pool no longer had it */
     /* unattended: the service principal or managed identity the gate passed */
     char oid[64];
     char tid[64];

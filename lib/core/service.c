@@ -190,14 +190,16 @@ int pg_service_init(struct pg_service *s, const struct pg_config *cfg, uid_t uid
 
 /* ---- the unit file ------------------------------------------------------------- */
 
-/* Description= text: % doubled (a specifier otherwise), controls dropped. */
+/* Description= text: % doubled (a specifier otherwise), controls and
+ * backslashes as '?' (a backslash ending a shortened description would
+ * join the next line to it). */
 static void describe(char *out, size_t outsz, const char *in)
 {
     size_t o = 0;
     for (; *in && o + 2 < outsz; in++) {
         if (*in == '%')
             out[o++] = '%';
-        out[o++] = (unsigned char)*in < ' ' || *in == 0x7f ? '?' : *in;
+        out[o++] = (unsigned char)*in < ' ' || *in == 0x7f || *in == '\\' ? '?' : *in;
     }
     out[o] = '\0';
 }
@@ -448,12 +450,82 @@ int pg_service_control(const struct pg_service *s, const char *verb, struct pg_e
 
 /* ---- install, uninstall, state ------------------------------------------------ */
 
+/* A directory on the way to agent_dir that no third account can change:
+ * root's or the agent account's, and writable by others only when sticky. */
+static bool parent_safe(const struct stat *st, uid_t uid)
+{
+    return S_ISDIR(st->st_mode) && (st->st_uid == 0 || st->st_uid == uid) &&
+           (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
+}
+
+static int untrusted(const struct pg_service *s, int len, const struct stat *st,
+                     struct pg_error *err)
+{
+    char what[64] = "writable by others";
+    if (st->st_uid != 0 && st->st_uid != s->uid)
+        snprintf(what, sizeof(what), "owned by uid %u", (unsigned)st->st_uid);
+    return pg_fail(err, PG_ERR_CONFIG,
+                   "agent_dir %s: %.*s is %s: the directories above agent_dir must be root's or "
+                   "%s's, writable by no one else (unless sticky)",
+                   s->cfg->agent_dir, len, s->cfg->agent_dir, what, s->user);
+}
+
+/*
+ * agent_dir reached from "/" one directory at a time, never through a
+ * link; with `s`, every directory above it checked with parent_safe():
+ * systemd finds the unit's ExecStart= through them each time it starts the
+ * agent, and an account that may rename one (its owner, or anyone who may
+ * write to it) would choose what runs as the agent account.  *owner: who
+ * owns agent_dir itself.
+ */
+static int walk(const char *dir, const struct pg_service *s, uid_t *owner, struct pg_error *err)
+{
+    const char *p = dir + strspn(dir, "/");
+    char name[256];
+    struct stat st;
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), e = fd < 0 ? errno : 0, r = 0;
+    while (!e && !r && *p) {
+        size_t len = strcspn(p, "/");
+        int shown = (int)(p - dir); /* the directory's path, without its last '/' */
+        while (shown > 1 && dir[shown - 1] == '/')
+            shown--;
+        if (fstat(fd, &st) < 0)
+            e = errno;
+        else if (s && !parent_safe(&st, s->uid))
+            r = untrusted(s, shown, &st, err);
+        else if (len >= sizeof(name))
+            e = ENAMETOOLONG;
+        else {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            int next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            e = next < 0 ? errno : 0;
+            close(fd);
+            fd = next;
+            p += len + strspn(p + len, "/");
+        }
+    }
+    if (!e && !r && fstat(fd, &st) < 0)
+        e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!e && !r)
+        *owner = st.st_uid;
+    if (e == ELOOP || e == ENOTDIR)
+        return pg_fail(err, PG_ERR_CONFIG,
+                       "agent_dir %s: the path goes through a symbolic link or a file", dir);
+    return e ? pg_fail(err, PG_ERR_CONFIG, "agent_dir %s: %s", dir, strerror(e)) : r;
+}
+
 int pg_service_install(const struct pg_service *s, struct pg_error *err)
 {
     enum pg_unit_owner owner;
+    uid_t dir_owner;
     int r = unit_owner(s, &owner, err);
     if (r == 0 && owner == PG_UNIT_FOREIGN)
         r = foreign(s, err);
+    if (r == 0)
+        r = walk(s->cfg->agent_dir, s, &dir_owner, err);
     /* runsvc.sh first: the unit names it. */
     if (r == 0)
         r = pg_agent_service_files(s->cfg->agent_dir, s->uid, s->gid, s->unit, err);

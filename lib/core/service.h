@@ -62,8 +62,10 @@ int pg_service_init(struct pg_service *s, const struct pg_config *cfg, uid_t uid
 /* The unit file's text (the caller frees it). */
 int pg_service_unit_text(const struct pg_service *s, char **out, struct pg_error *err);
 
-/* Write the unit (refusing one that is not poolgate's), the agent's
- * `.service` and `runsvc.sh`, then daemon-reload and enable. */
+/* Write the unit (refusing one that is not poolgate's, and an agent_dir
+ * below a directory that is neither root's nor the agent account's, or
+ * that others may write to without the sticky bit), the agent's `.service`
+ * and `runsvc.sh`, then daemon-reload and enable. */
 int pg_service_install(const struct pg_service *s, struct pg_error *err);
 
 /* Stop, disable and remove poolgate's unit and `.service`; daemon-reload.

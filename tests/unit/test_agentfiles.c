@@ -879,6 +879,121 @@ static void test_write_fails_midway_cleans_up(void **state)
     pg_agent_files_clear(&b);
 }
 
+/* ---- the service files: what the agent account plants in bin ------------ */
+
+/* top/agent/NAME, the agent account's. */
+static void plant(const char *name, const char *text, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", adir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(chown(path, agent_uid, agent_gid), 0);
+}
+
+static void plant_dir(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", adir, name);
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(chown(path, agent_uid, agent_gid), 0);
+}
+
+static void plant_link(const char *target, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", adir, name);
+    assert_int_equal(symlink(target, path), 0);
+    assert_int_equal(lchown(path, agent_uid, agent_gid), 0);
+}
+
+static void unplant(const char *name)
+{
+    char cmd[640];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/%s'", adir, name);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The copy fails in bounded time, and nothing is copied. */
+static void service_files_refused(const char *why)
+{
+    struct pg_error err = {0};
+    time_t start = time(NULL);
+    /* (PG_ERR_IO for what bin holds, PG_ERR_PERM for a link on the way.) */
+    int r = pg_agent_service_files(adir, agent_uid, agent_gid, "u.service", &err);
+    if (r != PG_ERR_IO && r != PG_ERR_PERM)
+        fail_msg("%s: %d (%s), not a refusal", why, r, err.msg);
+    assert_true(time(NULL) - start < 10);
+    struct blob b = in_dir(adir, "runsvc.sh");
+    if (b.data)
+        fail_msg("%s: runsvc.sh was copied", why);
+    b = in_dir(adir, ".service");
+    if (b.data)
+        fail_msg("%s: .service was written", why);
+}
+
+/* runsvc.sh as a FIFO (the copy would wait for a writer), a link (to a
+ * file only root may read), larger than the limit, or bin a link out of
+ * agent_dir or through a second link: refused; a plain one is copied
+ * over a link planted in runsvc.sh's place, which is not followed. */
+static void test_service_files_hostile_bin(void **state)
+{
+    (void)state;
+    char path[512], secret[512];
+    plant_dir("bin");
+    snprintf(path, sizeof(path), "%s/bin/runsvc.sh", adir);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    assert_int_equal(chown(path, agent_uid, agent_gid), 0);
+    service_files_refused("a FIFO");
+    unplant("bin/runsvc.sh");
+
+    snprintf(secret, sizeof(secret), "%s/secret", top);
+    int fd = open(secret, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "root only\n", 10), 10);
+    assert_int_equal(close(fd), 0);
+    plant_link(secret, "bin/runsvc.sh");
+    service_files_refused("a link");
+    unplant("bin/runsvc.sh");
+
+    size_t big = 16 * 1024 + 1;
+    char *text = calloc(1, big);
+    assert_non_null(text);
+    plant("bin/runsvc.sh", text, big);
+    free(text);
+    service_files_refused("a file over the limit");
+    unplant("bin");
+
+    plant_link("/usr/bin", "bin");
+    service_files_refused("bin a link out of agent_dir");
+    unplant("bin");
+    plant_link("/usr/bin", "bin.1.2.3");
+    plant_link("bin.1.2.3", "bin");
+    service_files_refused("bin.<version> itself a link");
+    unplant("bin");
+    unplant("bin.1.2.3");
+
+    /* A plain one, over a link in runsvc.sh's place. */
+    plant_dir("bin.1.2.3");
+    plant("bin.1.2.3/runsvc.sh", "#!/bin/sh\n", 10);
+    plant_link("bin.1.2.3", "bin");
+    plant_link(secret, "runsvc.sh");
+    struct pg_error err = {0};
+    assert_int_equal(pg_agent_service_files(adir, agent_uid, agent_gid, "u.service", &err), 0);
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/runsvc.sh", adir);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_uid, agent_uid);
+    struct blob b = in_dir(adir, "runsvc.sh"), sec = slurp(secret);
+    assert_string_equal(b.data, "#!/bin/sh\n");
+    assert_string_equal(sec.data, "root only\n");
+    free(b.data);
+    free(sec.data);
+}
+
 static void test_remove(void **state)
 {
     (void)state;
@@ -932,6 +1047,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_write_as_agent_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_child_not_traceable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_fails_midway_cleans_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_service_files_hostile_bin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -184,20 +184,65 @@ static void test_unit_text(void **state)
     pg_config_free(cfg);
 }
 
+/* The unit text for the configuration `more` (after BASE); `desc`, when
+ * set, stands in for the description the names make.  *s stays for its
+ * names (its configuration is freed). */
+static char *unit_for(const char *more, const char *desc, struct pg_service *s)
+{
+    struct pg_error err = {0};
+    struct passwd *pw;
+    char *unit = NULL;
+    struct pg_config *cfg = service_for(more, s, &pw);
+    if (desc)
+        snprintf(s->description, sizeof(s->description), "%s", desc);
+    assert_int_equal(pg_service_unit_text(s, &unit, &err), 0);
+    pg_config_free(cfg);
+    s->cfg = NULL;
+    return unit;
+}
+
 /* A % in the pool goes into Description= doubled (a specifier otherwise). */
 static void test_description_specifier(void **state)
 {
     (void)state;
-    struct pg_error err = {0};
     struct pg_service s;
-    struct passwd *pw;
-    char *unit = NULL;
-    struct pg_config *cfg =
-        service_for("pool = 50%pool\nagent_name = a\nagent_dir = /srv/agent\n", &s, &pw);
-    assert_int_equal(pg_service_unit_text(&s, &unit, &err), 0);
+    char *unit = unit_for("pool = 50%pool\nagent_name = a\nagent_dir = /srv/agent\n", NULL, &s);
     assert_non_null(strstr(unit, "Description=Azure Pipelines Agent (contoso.50%%pool.a)\n"));
     free(unit);
-    pg_config_free(cfg);
+}
+
+/* A description shortened to its buffer ends where it ends: a backslash
+ * there would join the next line (After=) to Description=. */
+static void test_description_backslash(void **state)
+{
+    (void)state;
+    struct pg_service s;
+    char more[800];
+    /* "Azure Pipelines Agent (contoso." is 31 bytes: the pool's byte 567
+     * is the description's last (599th) byte. */
+    snprintf(more, sizeof(more), "pool = %0567d\\%040d\nagent_name = a\nagent_dir = /srv/agent\n",
+             0, 0);
+    char *unit = unit_for(more, NULL, &s);
+    assert_int_equal(strlen(s.description), sizeof(s.description) - 1);
+    assert_int_equal(s.description[sizeof(s.description) - 2], '\\');
+    assert_null(strstr(unit, "\\\n"));
+    assert_non_null(strstr(unit, "\nAfter=network.target\n"));
+    free(unit);
+}
+
+/* Whatever the names hold (a host name may hold anything), the description
+ * stays one line: no field of the unit comes from it. */
+static void test_description_one_line(void **state)
+{
+    (void)state;
+    struct pg_service s;
+    char *unit = unit_for("pool = p\nagent_name = a\nagent_dir = /srv/agent\n",
+                          "x\nUser=root\r\n[Service]\nExecStartPre=+/bin/sh -c id %n\x7f", &s);
+    assert_non_null(strstr(unit, "\nDescription=x?User=root??[Service]?ExecStartPre=+/bin/sh -c id "
+                                 "%%n?\n"));
+    assert_null(strstr(unit, "\nUser=root"));
+    assert_null(strstr(unit, "\nExecStartPre"));
+    free(unit);
 }
 
 int main(int argc, char **argv)
@@ -212,6 +257,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_unit_text),
         cmocka_unit_test(test_description_specifier),
+        cmocka_unit_test(test_description_backslash),
+        cmocka_unit_test(test_description_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
