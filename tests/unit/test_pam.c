@@ -717,6 +717,34 @@ static void test_refresh_revoked(void **state)
     assert_no_children();
 }
 
+/* A refused refresh, then a sign-in that ends without the helper's word
+ * (here the conversation fails): the audit line is the sign-in's, not
+ * the refresh's code and correlation id. */
+static void test_refusal_not_carried(void **state)
+{
+    (void)state;
+    char lines[1024], path[512];
+    configure("token_lifetime", "2");
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth prompt=info\n",
+             module, conf_fast, helper);
+    snprintf(path, sizeof(path), "%s/pg-carried", svcdir);
+    write_file(path, 0644, lines);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-carried", &op), PAM_SUCCESS);
+    configure("token_lifetime", "3600");
+    sleep(3);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s prompt=info\n", module,
+             conf_fast, helper);
+    write_file(path, 0644, lines);
+    refuse("refresh", "invalid_grant", "530036", "7e1f0c2a-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    loglen = 0;
+    struct operator walks = {"approve", role, FAIL_CONV, 0, 0, ""};
+    assert_int_equal(auth("pg-carried", &walks), PAM_CONV_ERR);
+    assert_logged("via=sign-in outcome=refused reason=\"the conversation failed\" code=- "
+                  "correlation_id=-");
+    assert_no_children();
+}
+
 static void test_code_expires(void **state)
 {
     (void)state;
@@ -1610,6 +1638,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_conditional_access, setup),
         cmocka_unit_test_setup(test_hostile_refusal, setup),
         cmocka_unit_test_setup(test_refresh_revoked, setup),
+        cmocka_unit_test_setup(test_refusal_not_carried, setup),
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
