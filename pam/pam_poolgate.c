@@ -616,7 +616,10 @@ PG_PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, c
     /* Only a refused or missing token calls for a sign-in; when the provider
      * or the host is broken, asking a person would not help. */
     if (r == PG_ERR_TOKEN || r == PG_ERR_DENIED || r == PG_ERR_IO) {
+        /* The refresh's refusal is not the sign-in's: a sign-in that ends
+         * without the helper's DONE must not be audited with it. */
         g.reason[0] = '\0';
+        g.refusal = (struct pg_refusal){0};
         r = sign_in(&g);
     }
     if (r != 0)

@@ -156,13 +156,11 @@ static long description_code(const char *d, const char **rest)
     return n;
 }
 
-/* The first line of text, bounded and filtered. */
+/* The first line of text, bounded (cut between characters) and filtered. */
 static void first_line(char *out, size_t outsz, const char *text)
 {
-    char line[PG_IDP_SUMMARY_MAX];
     size_t n = strcspn(text, "\r\n");
-    snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), text);
-    pg_printable(out, outsz, line);
+    pg_printable(out, n + 1 < outsz ? n + 1 : outsz, text);
 }
 
 /* A correlation id is a GUID: anything else is not kept. */
@@ -273,18 +271,29 @@ int pg_idp_error_fail(const struct pg_idp_error *e, struct pg_error *err)
     }
 }
 
+/* An unquoted field of an audit line: letters, digits and the marks in
+ * `marks`; anything else (a space or '=' would begin a field of its own,
+ * "code=x outcome=granted") becomes '?'. */
+static void audit_word(char *out, size_t outsz, const char *in, const char *marks)
+{
+    pg_printable(out, outsz, in);
+    for (char *c = out; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr(marks, *c))
+            *c = '?';
+}
+
 void pg_refusal_from_done(json_t *done, struct pg_refusal *f)
 {
     json_t *o = json_object_get(done, "provider"), *n = json_object_get(o, "aadsts");
     memset(f, 0, sizeof(*f));
     if (!json_is_object(o))
         return;
-    pg_printable(f->cls, sizeof(f->cls), json_string_value(json_object_get(o, "class")));
+    audit_word(f->cls, sizeof(f->cls), json_string_value(json_object_get(o, "class")), "_");
     if (json_is_integer(n))
         snprintf(f->code, sizeof(f->code), "AADSTS%lld", (long long)json_integer_value(n));
     else
-        pg_printable(f->code, sizeof(f->code), json_string_value(json_object_get(o, "error")));
-    pg_printable(f->correlation, sizeof(f->correlation),
-                 json_string_value(json_object_get(o, "correlation_id")));
+        audit_word(f->code, sizeof(f->code), json_string_value(json_object_get(o, "error")), "_-.");
+    audit_word(f->correlation, sizeof(f->correlation),
+               json_string_value(json_object_get(o, "correlation_id")), "-");
     pg_printable(f->fix, sizeof(f->fix), json_string_value(json_object_get(o, "fix")));
 }

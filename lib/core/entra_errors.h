@@ -80,7 +80,8 @@ int pg_idp_error_fail(const struct pg_idp_error *e, struct pg_error *err);
 /*
  * A refusal as the helper's DONE tells it (`provider`: docs/helper-protocol.md),
  * read back by the CLI and the module: every member filtered again, empty
- * when absent.
+ * when absent; cls, code and correlation are unquoted fields of audit lines,
+ * so anything but letters, digits and '_', '-', '.' in them becomes '?'.
  */
 struct pg_refusal {
     char cls[32];         /* conditional_access, refresh_invalid, config_error, ... */

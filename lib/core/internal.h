@@ -82,8 +82,9 @@ int pg_read_all(int fd, void *data, size_t len);
 int64_t pg_monotonic_ms(void);
 
 /* Text from a server or a token made safe for a terminal and for one
- * quoted field of a log line: C0 and C1 controls, DEL, '"' and '\'
- * become '?'.  NULL is the empty string. */
+ * quoted field of a log line: C0 and C1 controls, DEL, '"' and '\', and
+ * every byte that is not part of well-formed UTF-8 become '?'; the result
+ * is cut only between characters.  NULL is the empty string. */
 void pg_printable(char *out, size_t outsz, const char *in);
 
 /*
@@ -102,6 +103,9 @@ void pg_audit_field(char *out, size_t outsz, const char *key, const char *value,
 /* Whether text may go to a terminal as it is: lines of printable text
  * (UTF-8 allowed), no control character but '\n', no C1 control. */
 bool pg_terminal_text(const char *text);
+
+/* Replace each byte of s that is not part of well-formed UTF-8 with '?'. */
+void pg_utf8_repair(char *s);
 
 /* Free a string after clearing it (secrets). */
 void pg_free_secret(char *s);

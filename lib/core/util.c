@@ -50,6 +50,9 @@ void pg_fail_record(struct pg_error *err, int code, const char *fmt, ...)
         err->code = code;
         vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
+        /* A message is sent as JSON (the helper's DONE), which must be
+         * UTF-8: a cut ("%.180s", or the end of msg) may split a character. */
+        pg_utf8_repair(err->msg);
     }
 }
 
@@ -205,18 +208,55 @@ int64_t pg_monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * form, no surrogate, nothing above U+10FFFF), or 0 when there is none. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n = 0;
+    if (p[0] < 0x80)
+        n = 1;
+    else if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4;
+    /* The second byte's range, narrower after E0, ED, F0 and F4. */
+    unsigned char lo = p[0] == 0xe0 ? 0xa0 : p[0] == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = p[0] == 0xed ? 0x9f : p[0] == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++)
+        if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
+            return 0;
+    return n;
+}
+
+void pg_utf8_repair(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p;) {
+        size_t n = utf8_len(p);
+        if (n == 0)
+            *p = '?';
+        p += n ? n : 1;
+    }
+}
+
 void pg_printable(char *out, size_t outsz, const char *in)
 {
     size_t o = 0;
     if (!outsz)
         return;
-    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz; p++) {
-        bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f; /* U+0080..U+009F in UTF-8 */
-        if (c1 || *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < outsz;) {
+        size_t n = utf8_len(p);
+        bool c1 = n == 2 && p[0] == 0xc2 && p[1] <= 0x9f; /* U+0080..U+009F */
+        if (n == 0 || c1 || *p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\') {
             out[o++] = '?';
-        else
-            out[o++] = (char)*p;
-        p += c1;
+        } else if (o + n < outsz) {
+            memcpy(out + o, p, n);
+            o += n;
+        } else {
+            break; /* a character is kept whole or not at all */
+        }
+        p += n ? n : 1;
     }
     out[o] = '\0';
 }

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "device.h"
+#include "internal.h"
 #include "poolgate/poolgate.h"
 
 static int auth(const char *json, struct pg_device_auth *a, struct pg_error *err)
@@ -184,6 +185,106 @@ static void test_entra_errors(void **state)
     json_decref(doc);
 }
 
+/* Whether s is text JSON can carry (jansson checks UTF-8). */
+static bool json_ok(const char *s)
+{
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
+/* A 400 answer of the token endpoint, as the poll sees it: its result. */
+static int poll_answer(const char *json, enum pg_poll_outcome *o, struct pg_idp_error *e,
+                       struct pg_error *err)
+{
+    struct pg_tokenset ts = {0};
+    return pg_token_response_describe(400, json, strlen(json), 0, PG_IDP_POLL, o, &ts, e, err);
+}
+
+/* What a hostile provider may answer: nothing in it reaches a terminal, a
+ * log line or the helper's DONE other than bounded, printable UTF-8 text,
+ * and nothing malformed decides a class. */
+static void test_entra_hostile(void **state)
+{
+    (void)state;
+    struct pg_error err = {0};
+    struct pg_idp_error e;
+    enum pg_poll_outcome o = PG_POLL_TOKENS;
+    /* Malformed JSON a provider may send: not a refusal poolgate acts on. */
+    static const char *const broken[] = {
+        "{\"error\":\"invalid_grant\",\"error_codes\":[1e400]}",
+        "{\"error\":\"invalid_grant\",\"error_codes\":[9223372036854775808]}",
+        "{\"error\":\"invalid_grant\",\"error\":\"authorization_pending\"}",
+        "{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS70008: a\\u0000b\"}",
+        "{\"error\":\"invalid_grant\",\"error_description\":\"\xc3\"}",
+        "{\"error\":5,\"error_codes\":[70008]}",
+        "{\"error\":[\"invalid_grant\"]}",
+    };
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        memset(&e, 0, sizeof(e));
+        assert_int_equal(poll_answer(broken[i], &o, &e, &err), PG_ERR_PROTOCOL);
+        assert_false(e.drop_refresh);
+    }
+    /* Numbers out of range, or too many of them: no number at all. */
+    e = idp_parse("{\"error\":\"invalid_request\",\"error_codes\":[-1]}", PG_IDP_REFRESH);
+    assert_int_equal(e.aadsts, 0);
+    assert_int_equal(e.cls, PG_IDP_UNKNOWN);
+    assert_false(e.drop_refresh);
+    e = idp_parse("{\"error\":\"invalid_request\",\"error_codes\":[53003,1,2,3,4,5,6,7,8,9,10,"
+                  "11,12,13,14,15,16]}",
+                  PG_IDP_POLL);
+    assert_int_equal(e.aadsts, 0);
+    e = idp_parse("{\"error\":\"x\",\"error_codes\":[53003.0]}", PG_IDP_POLL);
+    assert_int_equal(e.aadsts, 0);
+    /* Pending with a fatal number is pending, on every path; never a drop. */
+    e = idp_parse("{\"error\":\"authorization_pending\",\"error_codes\":[70008]}", PG_IDP_REFRESH);
+    assert_int_equal(e.cls, PG_IDP_PENDING);
+    assert_false(e.drop_refresh);
+    /* A refusal of the sign-in itself deletes nothing. */
+    e = idp_parse("{\"error\":\"invalid_grant\",\"error_codes\":[530036]}", PG_IDP_POLL);
+    assert_false(e.drop_refresh);
+    e = idp_parse("{\"error\":\"interaction_required\"}", PG_IDP_DEVICE_CODE);
+    assert_false(e.drop_refresh);
+    /* Text cut inside a UTF-8 character stays UTF-8: an error code of 46
+     * bytes then "é", a first line of 158 bytes then "é" (the cut is at 159),
+     * with a correlation id that carries a field of its own. */
+    char doc[1024], want[200];
+    snprintf(doc, sizeof(doc),
+             "{\"error\":\"%046d\xc3\xa9\",\"error_description\":\"AADSTS99996: %0158d\xc3\xa9"
+             "\xc3\xa9 more\",\"correlation_id\":\"0a outcome=granted\"}",
+             0, 0);
+    e = idp_parse(doc, PG_IDP_REFRESH);
+    assert_true(json_ok(e.error));
+    assert_true(json_ok(e.summary));
+    snprintf(want, sizeof(want), "%0158d", 0);
+    assert_string_equal(e.summary, want);
+    assert_string_equal(e.correlation, "");
+    pg_idp_error_fail(&e, &err);
+    assert_true(json_ok(err.msg));
+    /* A message cut by its buffer inside a character: still UTF-8. */
+    snprintf(doc, sizeof(doc), "%0254d\xc3\xa9", 0);
+    pg_fail(&err, PG_ERR_DENIED, "%s", doc);
+    assert_true(json_ok(err.msg));
+    /* Escapes as C1 controls, overlong forms, surrogates: '?'; real text kept. */
+    char out[64];
+    pg_printable(out, sizeof(out),
+                 "\xc2\x9b"
+                 "31m \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 "
+                 "\xe2\x80\xa8 \xf0\x9f\x94\x91 \xc3\xa9");
+    assert_string_equal(out, "?31m ?? ??? ???? \xe2\x80\xa8 \xf0\x9f\x94\x91 \xc3\xa9");
+    pg_printable(out, 4, "ab\xc3\xa9");
+    assert_string_equal(out, "ab");
+    /* What the CLI and the module read back from DONE for audit lines: words. */
+    json_t *done = json_pack("{s:{s:s, s:s, s:s}}", "provider", "class", "x y=z", "error",
+                             "bad outcome=granted", "correlation_id", "1 outcome=granted");
+    struct pg_refusal f;
+    pg_refusal_from_done(done, &f);
+    assert_string_equal(f.cls, "x?y?z");
+    assert_string_equal(f.code, "bad?outcome?granted");
+    assert_string_equal(f.correlation, "1?outcome?granted");
+    json_decref(done);
+}
+
 static void test_token_responses(void **state)
 {
     (void)state;
@@ -276,7 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_auth_entra), cmocka_unit_test(test_device_auth_variants),
         cmocka_unit_test(test_token_responses),   cmocka_unit_test(test_entra_errors),
-        cmocka_unit_test(test_poll_schedule),
+        cmocka_unit_test(test_entra_hostile),     cmocka_unit_test(test_poll_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -894,6 +894,35 @@ static void test_conditional_access(void **state)
     assert_no_children();
 }
 
+/* A hostile provider's refusal of the sign-in: an error code posing as
+ * audit fields, a description cut inside a UTF-8 character.  Still a plain
+ * refusal (PAM_AUTH_ERR, never PAM_SERVICE_ERR, which some stacks treat
+ * apart), told to the operator, one outcome on the audit line. */
+static void test_hostile_refusal(void **state)
+{
+    (void)state;
+    char text[256];
+    snprintf(text, sizeof(text), "%0158d\xc3\xa9\xc3\xa9", 0);
+    const struct pg_form_field f[] = {{"at", "device"},
+                                      {"error", "no_such outcome=granted"},
+                                      {"aadsts", ""},
+                                      {"text", text},
+                                      {"correlation", "0a outcome=granted"}};
+    idp_control(control, ca, "refuse", f, 5);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    char before[65536];
+    snprintf(before, sizeof(before), "%s", stored());
+    loglen = 0;
+    assert_int_equal(auth("pg-reauth", &op), PAM_AUTH_ERR);
+    assert_int_equal(op.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(op.text, "poolgate: sign-in failed: no_such outcome=granted: 00000"));
+    assert_logged("outcome=refused reason=\"sign-in failed: no_such outcome=granted: 0000");
+    assert_logged("\" code=no_such?outcome?granted correlation_id=-");
+    assert_null(strstr(logbuf, "outcome=granted correlation_id"));
+    assert_string_equal(stored(), before);
+    assert_no_children();
+}
+
 /* A stored refresh token the provider has revoked: deleted, and the same
  * login goes on to a device-code sign-in. */
 static void test_refresh_revoked(void **state)
@@ -919,6 +948,34 @@ static void test_refresh_revoked(void **state)
     assert_int_equal(again.calls, 1); /* the code, nothing else */
     assert_logged("via=sign-in outcome=granted");
     assert_non_null(strstr(stored(), "refresh_token"));
+    assert_no_children();
+}
+
+/* A refused refresh, then a sign-in that ends without the helper's word
+ * (here the conversation fails): the audit line is the sign-in's, not
+ * the refresh's code and correlation id. */
+static void test_refusal_not_carried(void **state)
+{
+    (void)state;
+    char lines[1024], path[512];
+    configure("token_lifetime", "2");
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s reauth prompt=info\n",
+             module, conf_fast, helper);
+    snprintf(path, sizeof(path), "%s/pg-carried", svcdir);
+    write_file(path, 0644, lines);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(auth("pg-carried", &op), PAM_SUCCESS);
+    configure("token_lifetime", "3600");
+    sleep(3);
+    snprintf(lines, sizeof(lines), "auth required %s config=%s helper=%s prompt=info\n", module,
+             conf_fast, helper);
+    write_file(path, 0644, lines);
+    refuse("refresh", "invalid_grant", "530036", "7e1f0c2a-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    loglen = 0;
+    struct operator walks = {"approve", role, FAIL_CONV, 0, 0, ""};
+    assert_int_equal(auth("pg-carried", &walks), PAM_CONV_ERR);
+    assert_logged("via=sign-in outcome=refused reason=\"the conversation failed\" code=- "
+                  "correlation_id=-");
     assert_no_children();
 }
 
@@ -2058,7 +2115,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_provider_failing, setup),
         cmocka_unit_test_setup(test_code_expires, setup),
         cmocka_unit_test_setup(test_conditional_access, setup),
+        cmocka_unit_test_setup(test_hostile_refusal, setup),
         cmocka_unit_test_setup(test_refresh_revoked, setup),
+        cmocka_unit_test_setup(test_refusal_not_carried, setup),
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
