@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <qrencode.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -324,6 +325,47 @@ static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *t
     return r;
 }
 
+static int64_t monotonic_ms(void *ctx)
+{
+    (void)ctx;
+    return pg_monotonic_ms();
+}
+
+static int64_t wall(void *ctx)
+{
+    (void)ctx;
+    return (int64_t)time(NULL);
+}
+
+/*
+ * The pauses between polls watch the caller: once it has hung up (an ssh
+ * client gone from the code prompt, sshd's authentication child killed, a
+ * CLI interrupted), nobody can be told the result, and a helper that went
+ * on polling until login_timeout would only let clients that connect and
+ * leave pile helpers up.  So it ends here; it holds no lock and has
+ * written nothing yet.  Only a hang-up wakes the poll (no POLLIN asked),
+ * and the pause is whole otherwise, so RFC 8628's interval is kept.
+ */
+static void sleep_watching_caller(void *ctx, int64_t ms)
+{
+    (void)ctx;
+    int64_t until = pg_monotonic_ms() + ms;
+    for (int64_t left = ms; left > 0; left = until - pg_monotonic_ms()) {
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLRDHUP};
+        int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n > 0)
+            _exit(1); /* POLLRDHUP, POLLHUP or POLLERR: the caller is gone */
+        if (n < 0 && errno != EINTR) {
+            struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+            return;
+        }
+    }
+}
+
+static const struct pg_clock sign_in_clock = {monotonic_ms, wall, sleep_watching_caller, NULL};
+
 /*
  * A device-code sign-in.  No lock is held while a person is awaited or the
  * provider is asked anything: a client idling at the code prompt must not
@@ -343,7 +385,7 @@ static int do_login(struct request *q)
         struct pg_device_request req = {
             d.device_authorization_endpoint, d.token_endpoint, q->cfg->client_id, q->cfg->scope,
             q->cfg->login_timeout,           q->cfg->resource};
-        r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, q, &ts, &q->err);
+        r = pg_device_login(&q->http, &req, &sign_in_clock, prompt_event, q, &ts, &q->err);
     }
     ts.signed_in_at = ts.stored_at; /* a person has just signed in */
     if (r == 0)
