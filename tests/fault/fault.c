@@ -10,6 +10,9 @@
  * (which the helper's sandbox still allows): so the test knows when N has
  * passed the last call site, in its own process or in a program it ran
  * (PG_FAULT_MARK=trace adds a backtrace of the failing call).
+ * PG_FAULT_AFTER=NAME:K counts nothing (and fails nothing) before the Kth
+ * call of the wrapped function NAME, which is the first counted: a sweep
+ * of one PAM phase that needs an earlier phase to succeed every time.
  *
  * Only calls made by poolgate's code are affected (libc, OpenSSL, jansson,
  * libcurl and libpam keep working): that is what "each call site in turn"
@@ -30,8 +33,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static long calls;
+static long calls, gate_calls;
 static char run[32];
+
+/* Whether PG_FAULT_AFTER's gate (NAME:K) has opened, counting this call. */
+static bool past_gate(const char *fn)
+{
+    const char *after = getenv("PG_FAULT_AFTER"), *colon = after ? strchr(after, ':') : NULL;
+    if (!colon)
+        return true;
+    if (strlen(fn) == (size_t)(colon - after) && strncmp(fn, after, strlen(fn)) == 0)
+        gate_calls++;
+    return gate_calls >= atol(colon + 1);
+}
 
 int __real_openat(int dir, const char *path, int flags, ...);
 
@@ -42,9 +56,9 @@ bool pg_fault_now(const char *fn)
         return false;
     if (strncmp(run, id, sizeof(run) - 1) != 0) {
         snprintf(run, sizeof(run), "%s", id);
-        calls = 0;
+        calls = gate_calls = 0;
     }
-    if (++calls != atol(at))
+    if (!past_gate(fn) || ++calls != atol(at))
         return false;
     setenv("PG_FAULT_HIT", "1", 1);
     /* A forked child's environment is its own: a file tells the test. */

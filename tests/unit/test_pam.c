@@ -1992,12 +1992,19 @@ static long session_faults(void)
              "session required %s config=%s helper=%s register\n",
              fault_module, conf, helper, fault_module, conf, helper);
     write_file(path, 0644, lines);
-    return session_fault_runs(&(struct fault_case){"pg-fault-session",
-                                                   agent,
-                                                   {PAMTEST_AUTHENTICATE, PAMTEST_OPEN_SESSION},
-                                                   2,
-                                                   fresh_agent},
-                              &sign_in_op);
+    /* Faults from the session phase on (its pam_get_user, the second of the
+     * transaction): the sign-in before it, which each run needs, has its
+     * own sweep in test_faults. */
+    setenv("PG_FAULT_AFTER", "pam_get_user:2", 1);
+    long sites =
+        session_fault_runs(&(struct fault_case){"pg-fault-session",
+                                                agent,
+                                                {PAMTEST_AUTHENTICATE, PAMTEST_OPEN_SESSION},
+                                                2,
+                                                fresh_agent},
+                           &sign_in_op);
+    unsetenv("PG_FAULT_AFTER");
+    return sites;
 }
 
 static void test_faults(void **state)
