@@ -238,12 +238,17 @@ int open_store_locked(struct request *q, bool create, int *dir, int *lock)
     return r;
 }
 
+/* The gate token of a set, per `validate`; NULL when it has none. */
+static const char *gate_of(const struct request *q, const struct pg_tokenset *ts)
+{
+    return q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
+}
+
 /* Check the new gate token under the whole policy before it may be stored.
  * *unknown_kid tells whether it failed only for want of its signing key. */
 int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid)
 {
-    const char *gate =
-        q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
+    const char *gate = gate_of(q, ts);
     if (!gate)
         return pg_fail(&q->err, PG_ERR_PROTOCOL, "the provider sent no %s",
                        q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
@@ -361,42 +366,62 @@ static int do_login(struct request *q)
     return r;
 }
 
-/*
- * A refresh.  The lock covers the rotation (RFC 6749 §6: the provider may
- * retire the old refresh token as soon as it answers) and the check of the
- * answer.  A refreshed set whose gate token fails the policy (a role taken
- * away, another tenant) is never stored; as the old refresh token may be
- * spent already, the stored set is deleted: fail closed, the next login
- * asks for a sign-in.  The key set is brought up to date before the lock;
- * under it, keys are fetched only when the answer names a key the cache
- * lacks (a provider's key rollover), bounded by http_timeout.
- */
-static int do_refresh(struct request *q)
+/* Whether two strings (either may be NULL) differ. */
+static bool differ(const char *a, const char *b)
 {
-    struct pg_discovery d = {0};
-    struct pg_tokenset old = {0}, fresh = {0};
-    int dir = -1, lock = -1;
-    int r = endpoints(q, &d);
-    if (r == 0)
-        r = update_keys(q, &d);
-    if (r == 0)
-        r = open_store_locked(q, false, &dir, &lock);
-    if (r < 0)
-        goto out;
-    if ((r = pg_store_read(dir, geteuid(), &old, &q->err)) == 0 && !old.refresh_token)
-        r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
-    if (r == 0)
-        r = pg_sign_in_fresh(q->cfg, &old, (int64_t)time(NULL), &q->err);
-    if (r == 0)
-        r = pg_refresh(&q->http, d.token_endpoint, q->cfg->client_id, old.refresh_token,
-                       q->cfg->scope, q->cfg->resource, &pg_system_clock, &fresh, &q->err);
+    return (a || b) && (!a || !b || strcmp(a, b) != 0);
+}
+
+/*
+ * Whether the set read under the lock was stored by another helper while
+ * this one waited (its refresh token or gate token is not the one `seen`
+ * before the lock: a gate token alone can come back byte for byte, as
+ * signatures such as RS256 are deterministic) and can be handed out as it
+ * is: it verifies from the cached keys and is further than
+ * PG_GATE_EXPIRY_MARGIN_S from its end.  Logins arriving together at the
+ * stored token's expiry each ask for a refresh; redeeming the refresh
+ * token again for every queued request would hold the lock across one
+ * more exchange with the provider each, and a row of unauthenticated
+ * clients could keep an operator's completed sign-in from being stored
+ * (it waits LOCK_TIMEOUT_MS for the lock).
+ */
+static bool stored_meanwhile(struct request *q, const struct pg_tokenset *seen,
+                             const struct pg_tokenset *cur)
+{
+    const char *gate = gate_of(q, cur);
+    if (!gate ||
+        !(differ(seen->refresh_token, cur->refresh_token) || differ(gate_of(q, seen), gate)))
+        return false;
+    enum pg_gate_keys keys = PG_GATE_KEYS_OK;
+    struct pg_verify_result res = {0};
+    struct pg_error ignored = {0};
+    bool usable = pg_gate_verify(q->cfg, geteuid(), gate, 0, &keys, &res, &ignored) == 0 &&
+                  res.id.exp + q->cfg->clock_skew - (int64_t)time(NULL) > PG_GATE_EXPIRY_MARGIN_S;
+    pg_verify_result_clear(&res);
+    return usable;
+}
+
+/*
+ * The rotation, under the lock (RFC 6749 §6: the provider may retire the
+ * old refresh token as soon as it answers), and the check of the answer.
+ * A refreshed set whose gate token fails the policy (a role taken away,
+ * another tenant) is never stored; as the old refresh token may be spent
+ * already, the stored set is deleted: fail closed, the next login asks
+ * for a sign-in.  Keys are fetched here only when the answer names a key
+ * the cache lacks (a provider's key rollover), bounded by http_timeout.
+ */
+static int rotate(struct request *q, const struct pg_discovery *d, int dir, struct pg_tokenset *old,
+                  struct pg_tokenset *fresh)
+{
+    int r = pg_refresh(&q->http, d->token_endpoint, q->cfg->client_id, old->refresh_token,
+                       q->cfg->scope, q->cfg->resource, &pg_system_clock, fresh, &q->err);
     /* Keep the old refresh token only when the provider did not rotate it. */
-    if (r == 0 && !fresh.refresh_token)
-        fresh.refresh_token = TAKE_PTR(old.refresh_token);
-    fresh.signed_in_at = old.signed_in_at; /* a refresh is no sign-in */
+    if (r == 0 && !fresh->refresh_token)
+        fresh->refresh_token = TAKE_PTR(old->refresh_token);
+    fresh->signed_in_at = old->signed_in_at; /* a refresh is no sign-in */
     bool answered = r == 0;
     if (r == 0)
-        r = verify_new_set(q, &d, &fresh);
+        r = verify_new_set(q, d, fresh);
     if (answered && r == PG_ERR_TOKEN) {
         char why[PG_ERROR_MAX];
         struct pg_error ignored = {0};
@@ -408,16 +433,53 @@ static int do_refresh(struct request *q)
                     why);
     }
     if (r == 0)
-        r = pg_store_write(dir, &fresh, &q->err);
+        r = pg_store_write(dir, fresh, &q->err);
     if (r < 0 && q->refusal.drop_refresh) /* expired, revoked: keep nothing unusable */
-        drop_refused_refresh(dir, old.refresh_token);
+        drop_refused_refresh(dir, old->refresh_token);
+    return r;
+}
+
+/*
+ * A refresh.  The set is read once before the lock is awaited, and again
+ * under it: a set another helper stored meanwhile is handed out as it is
+ * (stored_meanwhile), else the stored refresh token is redeemed (rotate).
+ * The key set is brought up to date before the lock.
+ */
+static int do_refresh(struct request *q)
+{
+    struct pg_discovery d = {0};
+    struct pg_tokenset seen = {0}, old = {0}, fresh = {0};
+    struct pg_error ignored = {0};
+    int dir = -1, lock = -1;
+    int r = pg_store_open(q->cfg->state_dir, q->uid, false, geteuid(), &dir, &q->err);
+    if (r == 0)
+        (void)pg_store_read(dir, geteuid(), &seen, &ignored);
+    if (r == 0)
+        r = endpoints(q, &d);
+    if (r == 0)
+        r = update_keys(q, &d);
+    if (r == 0)
+        r = pg_store_lock(dir, LOCK_TIMEOUT_MS, &lock, &q->err);
+    if (r < 0)
+        goto out;
+    if ((r = pg_store_read(dir, geteuid(), &old, &q->err)) == 0 && !old.refresh_token)
+        r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
+    if (r == 0)
+        r = pg_sign_in_fresh(q->cfg, &old, (int64_t)time(NULL), &q->err);
+    if (r == 0 && stored_meanwhile(q, &seen, &old)) {
+        fresh = old;
+        old = (struct pg_tokenset){0};
+    } else if (r == 0)
+        r = rotate(q, &d, dir, &old, &fresh);
     pg_store_unlock(lock);
-    close(dir);
     if (r == 0)
         r = obtained(q, "refresh", fresh.signed_in_at);
     if (r == 0)
         r = take_gate(q, &fresh);
 out:
+    if (dir >= 0)
+        close(dir);
+    pg_tokenset_clear(&seen);
     pg_tokenset_clear(&old);
     pg_tokenset_clear(&fresh);
     pg_discovery_clear(&d);
