@@ -549,9 +549,10 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
     char buf[4096];
     struct passwd pw, *found = NULL;
     if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0 || !found) {
-        char shown[256];
-        pg_printable(shown, sizeof(shown), g->user);
-        pam_syslog(pamh, LOG_NOTICE, "no local account '%s'", shown);
+        /* The client's own text, before any authentication: quoted, one value. */
+        char line[512] = "no local account:";
+        pg_audit_field(line, sizeof(line), "user", g->user, true);
+        pam_syslog(pamh, LOG_NOTICE, "%s", line);
         return PAM_USER_UNKNOWN;
     }
     g->uid = found->pw_uid;
