@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <qrencode.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -330,6 +331,31 @@ static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *t
 }
 
 /*
+ * The waits between polls of a sign-in, watching the caller's end of the
+ * socket: a caller gone (sshd ends a login's process when its client
+ * disconnects or its LoginGraceTime runs out, and the module never reaps
+ * its helper) leaves nobody to answer.  Polling on until login_timeout
+ * would let an unauthenticated client that reaches the code prompt and
+ * disconnects, again and again, keep a helper polling per connection, far
+ * beyond sshd's own limits.  Nothing is locked or half-written while the
+ * sign-in waits (do_login), so the helper ends there.  The caller sends
+ * nothing after its request: bytes that arrive anyway are read and dropped.
+ */
+static void sleep_watching_caller(void *ctx, int64_t ms)
+{
+    (void)ctx;
+    int64_t end = pg_monotonic_ms() + ms;
+    for (int64_t left = ms; left > 0; left = end - pg_monotonic_ms()) {
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        char c;
+        if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) <= 0)
+            continue;
+        if ((p.revents & (POLLHUP | POLLERR | POLLNVAL)) || read(STDIN_FILENO, &c, 1) == 0)
+            _exit(status_of(PG_ERR_DENIED));
+    }
+}
+
+/*
  * A device-code sign-in.  No lock is held while a person is awaited or the
  * provider is asked anything: a client idling at the code prompt must not
  * hold up anyone else's sign-in for this account (each has its own device
@@ -348,7 +374,9 @@ static int do_login(struct request *q)
         struct pg_device_request req = {
             d.device_authorization_endpoint, d.token_endpoint, q->cfg->client_id, q->cfg->scope,
             q->cfg->login_timeout,           q->cfg->resource};
-        r = pg_device_login(&q->http, &req, &pg_system_clock, prompt_event, q, &ts, &q->err);
+        struct pg_clock clock = pg_system_clock;
+        clock.sleep_ms = sleep_watching_caller;
+        r = pg_device_login(&q->http, &req, &clock, prompt_event, q, &ts, &q->err);
     }
     ts.signed_in_at = ts.stored_at; /* a person has just signed in */
     if (r == 0)
