@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <qrencode.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -587,12 +588,22 @@ static int parse_request(json_t *p, struct request *q)
 /*
  * The helper is never set-uid or set-gid: it refuses to run if it finds
  * itself so.  Whatever started it, it keeps no descriptor beyond the pipes
- * and stderr, and nothing it might exec can gain privileges.
+ * and stderr, and nothing it might exec can gain privileges.  It leaves
+ * its caller's terminal: su and sudo start it in the foreground process
+ * group of a terminal their user controls, whose ^Z (SIGTSTP, sent
+ * whatever the uids) stopped it with the store lock held, locking every
+ * sign-in for the account out for as long as the job stayed stopped.  (As
+ * a process group leader, started by hand, it cannot leave its session:
+ * the job control signals are ignored then too.)
  */
 static bool harden(void)
 {
     if (getuid() != geteuid() || getgid() != getegid())
         return false;
+    (void)setsid();
+    signal(SIGTSTP, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
     closefrom(STDERR_FILENO + 1);
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
 }
