@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <qrencode.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -239,12 +240,17 @@ int open_store_locked(struct request *q, bool create, int *dir, int *lock)
     return r;
 }
 
+/* The gate token of a set, per `validate`; NULL when it has none. */
+static const char *gate_of(const struct request *q, const struct pg_tokenset *ts)
+{
+    return q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
+}
+
 /* Check the new gate token under the whole policy before it may be stored.
  * *unknown_kid tells whether it failed only for want of its signing key. */
 int verify_gate(struct request *q, const struct pg_tokenset *ts, bool *unknown_kid)
 {
-    const char *gate =
-        q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? ts->access_token : ts->id_token;
+    const char *gate = gate_of(q, ts);
     if (!gate)
         return pg_fail(&q->err, PG_ERR_PROTOCOL, "the provider sent no %s",
                        q->cfg->validate == PG_VALIDATE_ACCESS_TOKEN ? "access_token" : "id_token");
@@ -325,46 +331,30 @@ static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *t
     return r;
 }
 
-static int64_t monotonic_ms(void *ctx)
-{
-    (void)ctx;
-    return pg_monotonic_ms();
-}
-
-static int64_t wall(void *ctx)
-{
-    (void)ctx;
-    return (int64_t)time(NULL);
-}
-
 /*
- * The pauses between polls watch the caller: once it has hung up (an ssh
- * client gone from the code prompt, sshd's authentication child killed, a
- * CLI interrupted), nobody can be told the result, and a helper that went
- * on polling until login_timeout would only let clients that connect and
- * leave pile helpers up.  So it ends here; it holds no lock and has
- * written nothing yet.  Only a hang-up wakes the poll (no POLLIN asked),
- * and the pause is whole otherwise, so RFC 8628's interval is kept.
+ * The waits between polls of a sign-in, watching the caller's end of the
+ * socket: a caller gone (sshd ends a login's process when its client
+ * disconnects or its LoginGraceTime runs out, and the module never reaps
+ * its helper) leaves nobody to answer.  Polling on until login_timeout
+ * would let an unauthenticated client that reaches the code prompt and
+ * disconnects, again and again, keep a helper polling per connection, far
+ * beyond sshd's own limits.  Nothing is locked or half-written while the
+ * sign-in waits (do_login), so the helper ends there.  The caller sends
+ * nothing after its request: bytes that arrive anyway are read and dropped.
  */
 static void sleep_watching_caller(void *ctx, int64_t ms)
 {
     (void)ctx;
-    int64_t until = pg_monotonic_ms() + ms;
-    for (int64_t left = ms; left > 0; left = until - pg_monotonic_ms()) {
-        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLRDHUP};
-        int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (n > 0)
-            _exit(1); /* POLLRDHUP, POLLHUP or POLLERR: the caller is gone */
-        if (n < 0 && errno != EINTR) {
-            struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
-            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-            return;
-        }
+    int64_t end = pg_monotonic_ms() + ms;
+    for (int64_t left = ms; left > 0; left = end - pg_monotonic_ms()) {
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        char c;
+        if (poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) <= 0)
+            continue;
+        if ((p.revents & (POLLHUP | POLLERR | POLLNVAL)) || read(STDIN_FILENO, &c, 1) == 0)
+            _exit(status_of(PG_ERR_DENIED));
     }
 }
-
-static const struct pg_clock sign_in_clock = {monotonic_ms, wall, sleep_watching_caller, NULL};
 
 /*
  * A device-code sign-in.  No lock is held while a person is awaited or the
@@ -385,7 +375,9 @@ static int do_login(struct request *q)
         struct pg_device_request req = {
             d.device_authorization_endpoint, d.token_endpoint, q->cfg->client_id, q->cfg->scope,
             q->cfg->login_timeout,           q->cfg->resource};
-        r = pg_device_login(&q->http, &req, &sign_in_clock, prompt_event, q, &ts, &q->err);
+        struct pg_clock clock = pg_system_clock;
+        clock.sleep_ms = sleep_watching_caller;
+        r = pg_device_login(&q->http, &req, &clock, prompt_event, q, &ts, &q->err);
     }
     ts.signed_in_at = ts.stored_at; /* a person has just signed in */
     if (r == 0)
@@ -403,42 +395,62 @@ static int do_login(struct request *q)
     return r;
 }
 
-/*
- * A refresh.  The lock covers the rotation (RFC 6749 §6: the provider may
- * retire the old refresh token as soon as it answers) and the check of the
- * answer.  A refreshed set whose gate token fails the policy (a role taken
- * away, another tenant) is never stored; as the old refresh token may be
- * spent already, the stored set is deleted: fail closed, the next login
- * asks for a sign-in.  The key set is brought up to date before the lock;
- * under it, keys are fetched only when the answer names a key the cache
- * lacks (a provider's key rollover), bounded by http_timeout.
- */
-static int do_refresh(struct request *q)
+/* Whether two strings (either may be NULL) differ. */
+static bool differ(const char *a, const char *b)
 {
-    struct pg_discovery d = {0};
-    struct pg_tokenset old = {0}, fresh = {0};
-    int dir = -1, lock = -1;
-    int r = endpoints(q, &d);
-    if (r == 0)
-        r = update_keys(q, &d);
-    if (r == 0)
-        r = open_store_locked(q, false, &dir, &lock);
-    if (r < 0)
-        goto out;
-    if ((r = pg_store_read(dir, geteuid(), &old, &q->err)) == 0 && !old.refresh_token)
-        r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
-    if (r == 0)
-        r = pg_sign_in_fresh(q->cfg, &old, (int64_t)time(NULL), &q->err);
-    if (r == 0)
-        r = pg_refresh(&q->http, d.token_endpoint, q->cfg->client_id, old.refresh_token,
-                       q->cfg->scope, q->cfg->resource, &pg_system_clock, &fresh, &q->err);
+    return (a || b) && (!a || !b || strcmp(a, b) != 0);
+}
+
+/*
+ * Whether the set read under the lock was stored by another helper while
+ * this one waited (its refresh token or gate token is not the one `seen`
+ * before the lock: a gate token alone can come back byte for byte, as
+ * signatures such as RS256 are deterministic) and can be handed out as it
+ * is: it verifies from the cached keys and is further than
+ * PG_GATE_EXPIRY_MARGIN_S from its end.  Logins arriving together at the
+ * stored token's expiry each ask for a refresh; redeeming the refresh
+ * token again for every queued request would hold the lock across one
+ * more exchange with the provider each, and a row of unauthenticated
+ * clients could keep an operator's completed sign-in from being stored
+ * (it waits LOCK_TIMEOUT_MS for the lock).
+ */
+static bool stored_meanwhile(struct request *q, const struct pg_tokenset *seen,
+                             const struct pg_tokenset *cur)
+{
+    const char *gate = gate_of(q, cur);
+    if (!gate ||
+        !(differ(seen->refresh_token, cur->refresh_token) || differ(gate_of(q, seen), gate)))
+        return false;
+    enum pg_gate_keys keys = PG_GATE_KEYS_OK;
+    struct pg_verify_result res = {0};
+    struct pg_error ignored = {0};
+    bool usable = pg_gate_verify(q->cfg, geteuid(), gate, 0, &keys, &res, &ignored) == 0 &&
+                  res.id.exp + q->cfg->clock_skew - (int64_t)time(NULL) > PG_GATE_EXPIRY_MARGIN_S;
+    pg_verify_result_clear(&res);
+    return usable;
+}
+
+/*
+ * The rotation, under the lock (RFC 6749 §6: the provider may retire the
+ * old refresh token as soon as it answers), and the check of the answer.
+ * A refreshed set whose gate token fails the policy (a role taken away,
+ * another tenant) is never stored; as the old refresh token may be spent
+ * already, the stored set is deleted: fail closed, the next login asks
+ * for a sign-in.  Keys are fetched here only when the answer names a key
+ * the cache lacks (a provider's key rollover), bounded by http_timeout.
+ */
+static int rotate(struct request *q, const struct pg_discovery *d, int dir, struct pg_tokenset *old,
+                  struct pg_tokenset *fresh)
+{
+    int r = pg_refresh(&q->http, d->token_endpoint, q->cfg->client_id, old->refresh_token,
+                       q->cfg->scope, q->cfg->resource, &pg_system_clock, fresh, &q->err);
     /* Keep the old refresh token only when the provider did not rotate it. */
-    if (r == 0 && !fresh.refresh_token)
-        fresh.refresh_token = TAKE_PTR(old.refresh_token);
-    fresh.signed_in_at = old.signed_in_at; /* a refresh is no sign-in */
+    if (r == 0 && !fresh->refresh_token)
+        fresh->refresh_token = TAKE_PTR(old->refresh_token);
+    fresh->signed_in_at = old->signed_in_at; /* a refresh is no sign-in */
     bool answered = r == 0;
     if (r == 0)
-        r = verify_new_set(q, &d, &fresh);
+        r = verify_new_set(q, d, fresh);
     if (answered && r == PG_ERR_TOKEN) {
         char why[PG_ERROR_MAX];
         struct pg_error ignored = {0};
@@ -450,16 +462,53 @@ static int do_refresh(struct request *q)
                     why);
     }
     if (r == 0)
-        r = pg_store_write(dir, &fresh, &q->err);
+        r = pg_store_write(dir, fresh, &q->err);
     if (r < 0 && q->refusal.drop_refresh) /* expired, revoked: keep nothing unusable */
-        drop_refused_refresh(dir, old.refresh_token);
+        drop_refused_refresh(dir, old->refresh_token);
+    return r;
+}
+
+/*
+ * A refresh.  The set is read once before the lock is awaited, and again
+ * under it: a set another helper stored meanwhile is handed out as it is
+ * (stored_meanwhile), else the stored refresh token is redeemed (rotate).
+ * The key set is brought up to date before the lock.
+ */
+static int do_refresh(struct request *q)
+{
+    struct pg_discovery d = {0};
+    struct pg_tokenset seen = {0}, old = {0}, fresh = {0};
+    struct pg_error ignored = {0};
+    int dir = -1, lock = -1;
+    int r = pg_store_open(q->cfg->state_dir, q->uid, false, geteuid(), &dir, &q->err);
+    if (r == 0)
+        (void)pg_store_read(dir, geteuid(), &seen, &ignored);
+    if (r == 0)
+        r = endpoints(q, &d);
+    if (r == 0)
+        r = update_keys(q, &d);
+    if (r == 0)
+        r = pg_store_lock(dir, LOCK_TIMEOUT_MS, &lock, &q->err);
+    if (r < 0)
+        goto out;
+    if ((r = pg_store_read(dir, geteuid(), &old, &q->err)) == 0 && !old.refresh_token)
+        r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
+    if (r == 0)
+        r = pg_sign_in_fresh(q->cfg, &old, (int64_t)time(NULL), &q->err);
+    if (r == 0 && stored_meanwhile(q, &seen, &old)) {
+        fresh = old;
+        old = (struct pg_tokenset){0};
+    } else if (r == 0)
+        r = rotate(q, &d, dir, &old, &fresh);
     pg_store_unlock(lock);
-    close(dir);
     if (r == 0)
         r = obtained(q, "refresh", fresh.signed_in_at);
     if (r == 0)
         r = take_gate(q, &fresh);
 out:
+    if (dir >= 0)
+        close(dir);
+    pg_tokenset_clear(&seen);
     pg_tokenset_clear(&old);
     pg_tokenset_clear(&fresh);
     pg_discovery_clear(&d);
@@ -539,12 +588,22 @@ static int parse_request(json_t *p, struct request *q)
 /*
  * The helper is never set-uid or set-gid: it refuses to run if it finds
  * itself so.  Whatever started it, it keeps no descriptor beyond the pipes
- * and stderr, and nothing it might exec can gain privileges.
+ * and stderr, and nothing it might exec can gain privileges.  It leaves
+ * its caller's terminal: su and sudo start it in the foreground process
+ * group of a terminal their user controls, whose ^Z (SIGTSTP, sent
+ * whatever the uids) stopped it with the store lock held, locking every
+ * sign-in for the account out for as long as the job stayed stopped.  (As
+ * a process group leader, started by hand, it cannot leave its session:
+ * the job control signals are ignored then too.)
  */
 static bool harden(void)
 {
     if (getuid() != geteuid() || getgid() != getegid())
         return false;
+    (void)setsid();
+    signal(SIGTSTP, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
     closefrom(STDERR_FILENO + 1);
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
 }

@@ -305,16 +305,23 @@ static int ask_helper(const struct globals *g, const struct helper *h, int type,
 }
 
 /* One audit line per sign-in; a refusal names the provider's code and its
- * correlation id (what a support ticket needs), never a token. */
+ * correlation id (what a support ticket needs), never a token.  The code
+ * is the provider's own text: every value goes through pg_audit_field(),
+ * so none can add a field or a line. */
 static void audit_login(uid_t uid, int rc, const char *reason, const struct pg_refusal *ref)
 {
-    char why[PG_ERROR_MAX];
-    pg_printable(why, sizeof(why), rc == EXIT_OK ? "ok" : reason);
+    char line[2048], id[16];
+    snprintf(id, sizeof(id), "%u", (unsigned)uid);
+    snprintf(line, sizeof(line), "login");
+    pg_audit_field(line, sizeof(line), "uid", id, false);
+    pg_audit_field(line, sizeof(line), "outcome", rc == EXIT_OK ? "signed-in" : "refused", false);
+    pg_audit_field(line, sizeof(line), "class", ref->cls[0] ? ref->cls : "-", false);
+    pg_audit_field(line, sizeof(line), "code", ref->code[0] ? ref->code : "-", false);
+    pg_audit_field(line, sizeof(line), "correlation_id",
+                   ref->correlation[0] ? ref->correlation : "-", false);
+    pg_audit_field(line, sizeof(line), "reason", rc == EXIT_OK ? "ok" : reason, true);
     openlog("poolgate", LOG_PID, LOG_AUTHPRIV);
-    syslog(LOG_AUTHPRIV | (rc == EXIT_OK ? LOG_NOTICE : LOG_WARNING),
-           "login uid=%u outcome=%s class=%s code=%s correlation_id=%s reason=\"%s\"",
-           (unsigned)uid, rc == EXIT_OK ? "signed-in" : "refused", ref->cls[0] ? ref->cls : "-",
-           ref->code[0] ? ref->code : "-", ref->correlation[0] ? ref->correlation : "-", why);
+    syslog(LOG_AUTHPRIV | (rc == EXIT_OK ? LOG_NOTICE : LOG_WARNING), "%s", line);
     closelog();
 }
 

@@ -44,10 +44,6 @@
 #define SIGNED_IN_KEY "poolgate:signed-in-at"
 /* Beyond the helper's own deadlines, time for its DONE to arrive. */
 #define GRACE_MS 3000
-/* A stored gate token this close to the end of its validity (clock_skew
- * included), in seconds, is refreshed in auth rather than accepted: the
- * account phase re-verifies it moments later and must not find it expired. */
-#define EXPIRY_MARGIN_S 5
 /* Session phase without auth in this process (sshd): a stored sign-in made
  * at most this many seconds ago was made for this login. */
 #define SESSION_SIGN_IN_S 120
@@ -386,10 +382,10 @@ static int verify_and_keep(struct gate *g, char *token)
     return r;
 }
 
-/* Whether a verified gate token ends within EXPIRY_MARGIN_S (clock_skew included). */
+/* Whether a verified gate token ends within PG_GATE_EXPIRY_MARGIN_S (clock_skew included). */
 static bool expiring(const struct gate *g)
 {
-    return g->res.id.exp + g->cfg->clock_skew - (int64_t)time(NULL) <= EXPIRY_MARGIN_S;
+    return g->res.id.exp + g->cfg->clock_skew - (int64_t)time(NULL) <= PG_GATE_EXPIRY_MARGIN_S;
 }
 
 /* The stored set: its gate token as it stands, or refreshed by the helper
@@ -553,9 +549,10 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
     char buf[4096];
     struct passwd pw, *found = NULL;
     if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0 || !found) {
-        char shown[256];
-        pg_printable(shown, sizeof(shown), g->user);
-        pam_syslog(pamh, LOG_NOTICE, "no local account '%s'", shown);
+        /* The client's own text, before any authentication: quoted, one value. */
+        char line[512] = "no local account:";
+        pg_audit_field(line, sizeof(line), "user", g->user, true);
+        pam_syslog(pamh, LOG_NOTICE, "%s", line);
         return PAM_USER_UNKNOWN;
     }
     g->uid = found->pw_uid;

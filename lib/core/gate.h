@@ -15,6 +15,13 @@
 
 #include "poolgate/poolgate.h"
 
+/* A stored gate token this close to the end of its validity (clock_skew
+ * included), in seconds, is refreshed rather than accepted: the PAM
+ * module's account phase re-verifies it moments after auth and must not
+ * find it expired, and the helper takes a set another refresh stored only
+ * when it is further from its end than this. */
+#define PG_GATE_EXPIRY_MARGIN_S 5
+
 /* What the key cache needs before a verification can be trusted. */
 enum pg_gate_keys {
     PG_GATE_KEYS_OK = 0,      /* the cached set was used */

@@ -748,6 +748,45 @@ static void test_untrusted_claims_in_audit(void **state)
     assert_no_children();
 }
 
+/* Whether `outcome=` stands in the line outside a double-quoted value. */
+static bool bare_outcome(const char *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (l[i] == '"')
+            for (i++; i < n && l[i] != '"'; i++)
+                i += l[i] == '\\';
+        else if (n - i >= 8 && strncmp(l + i, "outcome=", 8) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The PAM user name comes from the client (ssh's user@, su's argument)
+ * before any authentication: one that is no account is logged, and must
+ * not forge a field there (` outcome=granted`) any more than in an audit
+ * line: it stands quoted, one value.
+ */
+static void test_unknown_user_in_log(void **state)
+{
+    (void)state;
+    service("pg-unknown", "auth required MOD\n");
+    struct operator none = {NULL, NULL, ANSWER, 0, 0, ""};
+    int r = run_for("nobody' outcome=granted via=sign-in\n\" x", "pg-unknown", &none, 0,
+                    PAMTEST_ACCOUNT, NULL);
+    assert_int_equal(r, PAM_USER_UNKNOWN);
+    assert_int_equal(none.calls, 0);
+    assert_logged("no local account");
+    for (const char *next = logbuf; next < logbuf + loglen;) {
+        const char *l = next, *nl = memchr(l, '\n', (size_t)(logbuf + loglen - l));
+        size_t n = nl ? (size_t)(nl - l) : (size_t)(logbuf + loglen - l);
+        next = l + n + 1;
+        if (bare_outcome(l, n))
+            fail_msg("a field forged by the user name: %.*s", (int)n, l);
+    }
+    assert_no_children();
+}
+
 /* The module's codes in the stacks admins write. */
 static void test_stacks(void **state)
 {
@@ -2117,6 +2156,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_users_alias, setup),
         cmocka_unit_test_setup(test_app_token_refused, setup),
         cmocka_unit_test_setup(test_untrusted_claims_in_audit, setup),
+        cmocka_unit_test_setup(test_unknown_user_in_log, setup),
         cmocka_unit_test_setup(test_stacks, setup),
         cmocka_unit_test_setup(test_silent_refresh, setup),
         cmocka_unit_test_setup(test_provider_failing, setup),
