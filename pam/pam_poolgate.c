@@ -632,9 +632,9 @@ PG_PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const 
  * taken out of the PAM environment whatever else happens: it must never
  * reach the processes of the session (pam_getenvlist).  Auth in this
  * process kept it with pam_set_data; auth in another (sshd's child) left
- * it only in the environment.  Removing it here is safe for sudo, which
- * reads the PAM environment for its command after the session phase only
- * where no pam_poolgate.so session line is in its stack.
+ * it only in the environment.  Not in setcred: sshd and sudo call it
+ * before the session phase, and sudo reads the PAM environment for its
+ * command only after that.
  */
 static char *take_ticket(pam_handle_t *pamh)
 {
