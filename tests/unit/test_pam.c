@@ -1821,6 +1821,26 @@ static void fresh_agent(long n)
     write_conf(conf, extra);
 }
 
+/* Each session run comes after a sign-in of its own, as a login's does:
+ * its ticket reaches the faulted transaction in the PAM environment
+ * (pam_env.so, as sshd hands on the environment of its auth child). */
+static char fault_env_conf[512];
+static const char *fault_agent;
+
+static void fresh_agent_signed_in(long n)
+{
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    char line[128];
+    fresh_agent(n);
+    char **env = auth_alone(fault_agent, "pg-fault-login", &op);
+    const char *ticket = ticket_in(env);
+    if (!ticket)
+        fail_msg("the sign-in before session run %ld handed on no ticket", n);
+    snprintf(line, sizeof(line), "%s DEFAULT=%s\n", TICKET_ENV, ticket ? ticket : "");
+    write_file(fault_env_conf, 0644, line);
+    free_env(env);
+}
+
 /* After a session run: the agent's files all there or none, nothing else. */
 static void agent_files_whole(const char *svc, long n)
 {
@@ -1854,7 +1874,8 @@ static long session_fault_runs(const struct fault_case *c, const struct operator
 }
 
 /* The session phase's registration, after an auth from the agent's stored
- * set (as root, for nobody, whose directory it is).  Returns the call sites. */
+ * set (as root, for nobody, whose directory it is) and a sign-in whose
+ * ticket the transaction holds.  Returns the call sites. */
 static long session_faults(void)
 {
     char lines[2048], path[512];
@@ -1863,20 +1884,21 @@ static long session_faults(void)
     const struct passwd *pw = agent_account(agent, NULL, NULL, NULL);
     fault_agent_uid = pw->pw_uid;
     fault_agent_gid = pw->pw_gid;
-    service("pg-fault-login", "auth required MOD reauth prompt=info\n");
-    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
-    assert_int_equal(run_for(agent, "pg-fault-login", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+    service("pg-fault-login", "auth required MOD reauth prompt=info\naccount required MOD\n");
+    fault_agent = agent;
+    snprintf(fault_env_conf, sizeof(fault_env_conf), "%s/fault-env.conf", work);
     snprintf(path, sizeof(path), "%s/pg-fault-session", svcdir);
     snprintf(lines, sizeof(lines),
-             "auth required %s config=%s helper=%s\nsession required %s config=%s helper=%s "
-             "register\n",
-             fault_module, conf, helper, fault_module, conf, helper);
+             "auth required %s config=%s helper=%s\n"
+             "session required pam_env.so readenv=0 conffile=%s\n"
+             "session required %s config=%s helper=%s register\n",
+             fault_module, conf, helper, fault_env_conf, fault_module, conf, helper);
     write_file(path, 0644, lines);
     return session_fault_runs(&(struct fault_case){"pg-fault-session",
                                                    agent,
                                                    {PAMTEST_AUTHENTICATE, PAMTEST_OPEN_SESSION},
                                                    2,
-                                                   fresh_agent},
+                                                   fresh_agent_signed_in},
                               &fast_op);
 }
 
