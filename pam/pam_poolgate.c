@@ -748,3 +748,10 @@ PG_PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, c
     pg_free_secret(ticket);
     return r;
 }
+
+PG_PAM_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+    (void)flags;
+    struct args a;
+    return bystander(pamh, argc, argv, &a);
+}
