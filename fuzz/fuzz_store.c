@@ -50,6 +50,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         check_token(ts.access_token, size);
         check_token(ts.refresh_token, size);
         check_token(ts.scope, size);
+        check_token(ts.enroll_ticket, size);
         pg_tokenset_clear(&ts);
     } else {
         if ((r != PG_ERR_IO && r != PG_ERR_NOMEM) || err.code != r)
@@ -58,7 +59,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         if (r == PG_ERR_IO && !strstr(err.msg, "stored token set"))
             abort();
         if (ts.id_token || ts.access_token || ts.refresh_token || ts.scope || ts.expires_at ||
-            ts.stored_at || ts.signed_in_at)
+            ts.stored_at || ts.signed_in_at || ts.enroll_ticket)
             abort(); /* a refusal handed something out */
     }
     return 0;

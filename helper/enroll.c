@@ -7,6 +7,8 @@
  * MUST:
  *   - Use the stored gate token's set only while its gate token still meets
  *     the policy: the caller's check is repeated here, before any call.
+ *   - Interactive: change the pool only for the caller that holds the set's
+ *     enrollment ticket, and use the ticket up before any call.
  *   - Get the Azure DevOps token from the refresh token for devops_scope,
  *     storing the rotated refresh token first; the Azure DevOps token itself
  *     is never stored, returned or logged.
@@ -23,20 +25,26 @@
 #define MAX_FIELD 256
 
 /*
- * The caller names the sign-in it vouches for (the one a person completed
- * in its transaction or command): the pool is changed only on that set.
- * Another sign-in that replaced it since is no person's consent to this.
+ * The caller hands in the enrollment ticket of the sign-in a person
+ * completed for this change (in its PAM transaction or its command): the
+ * pool is changed only on the stored set that carries it.  The ticket is
+ * used up here, under the lock and before Azure DevOps is asked anything,
+ * so that no other caller (a later login with the cached token, a replay)
+ * can use it again.  A later sign-in replaced it with its own.
  */
-static int vouched_for(struct request *q, const struct pg_tokenset *set)
+static int use_ticket(struct request *q, int dir, struct pg_tokenset *set)
 {
-    json_t *at = json_object_get(q->payload, "signed_in_at");
-    if (!json_is_integer(at) || json_integer_value(at) <= 0)
-        return pg_fail(&q->err, PG_ERR_ARG, "malformed request: no signed_in_at");
-    if (set->signed_in_at != json_integer_value(at))
+    const char *given = json_string_value(json_object_get(q->payload, "ticket"));
+    if (!given || !given[0])
         return pg_fail(&q->err, PG_ERR_DENIED,
-                       "the stored sign-in is not the one made for this registration (another "
-                       "sign-in replaced it); sign in again");
-    return 0;
+                       "no sign-in ticket came with the request: a device-code sign-in is "
+                       "needed for this change");
+    if (!pg_store_ticket_matches(set, given))
+        return pg_fail(&q->err, PG_ERR_DENIED,
+                       "the sign-in ticket is not the stored sign-in's (used already, replaced "
+                       "by a later sign-in, or never issued): sign in again");
+    pg_free_secret(TAKE_PTR(set->enroll_ticket));
+    return pg_store_write(dir, set, &q->err);
 }
 
 /* The Azure DevOps access token, from the stored set (rotation kept). */
@@ -55,11 +63,11 @@ static int devops_token(struct request *q, char **token)
     if ((r = pg_store_read(dir, geteuid(), &set, &q->err)) == 0 && !set.refresh_token)
         r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored; sign in again");
     if (r == 0)
-        r = vouched_for(q, &set);
-    if (r == 0)
         r = pg_sign_in_fresh(q->cfg, &set, (int64_t)time(NULL), &q->err);
     if (r == 0 && (r = verify_gate(q, &set, &unknown_kid)) < 0 && r != PG_ERR_TOKEN && !unknown_kid)
         r = pg_fail(&q->err, r, "the stored sign-in cannot be checked: %s", q->err.msg);
+    if (r == 0)
+        r = use_ticket(q, dir, &set);
     if (r == 0 && asprintf(&scope, "%s offline_access", q->cfg->devops_scope) < 0)
         r = pg_fail(&q->err, PG_ERR_NOMEM, "out of memory"), scope = NULL;
     if (r == 0)

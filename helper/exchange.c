@@ -51,7 +51,8 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, struct hel
             json_decref(p);
             continue;
         }
-        json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token");
+        json_t *st = json_object_get(p, "status"), *tok = json_object_get(p, "token"),
+               *ticket = json_object_get(p, "ticket");
         int status = type == PG_MSG_DONE && json_is_integer(st) ? (int)json_integer_value(st) : -1;
         /* (It may quote the provider or Azure DevOps: shown filtered.) */
         pg_printable(msg, msgsz,
@@ -62,9 +63,13 @@ static int read_events(struct pg_helper *ph, char *msg, size_t msgsz, struct hel
         if (out && json_is_string(tok) && status == 0 &&
             !(out->token = strdup(json_string_value(tok))))
             status = -1;
+        if (out && json_is_string(ticket) && status == 0 &&
+            !(out->ticket = strdup(json_string_value(ticket))))
+            status = -1;
         if (out && status == 0)
             out->signed_in_at = json_integer_value(json_object_get(p, "signed_in_at"));
         pg_json_clear_string(tok);
+        pg_json_clear_string(ticket);
         json_decref(p);
         return status >= 0 && status <= 3 ? status : -1;
     }

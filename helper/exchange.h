@@ -21,6 +21,7 @@ struct helper {
 struct helper_done {
     char *token;           /* the gate token (NULL if none; release with pg_free_secret) */
     int64_t signed_in_at;  /* when the sign-in behind the set was made (0: not said) */
+    char *ticket;          /* LOGIN: the sign-in's enrollment ticket (pg_free_secret) */
     struct pg_refusal ref; /* the provider's refusal, when DONE carried one */
 };
 

@@ -11,6 +11,8 @@
  *     loaded and checked here; the environment is not used.
  *   - Write tokens only to the store, never to stdout, stderr or a log;
  *     the PROMPT event carries the user code and URL, never the device code.
+ *   - Hand a sign-in's enrollment ticket only to the caller of that
+ *     LOGIN, in its DONE; REGISTER/UNREGISTER consume it before any call.
  *   - Store a rotated refresh token before anything else uses the answer.
  */
 #include <curl/curl.h>
@@ -22,6 +24,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -310,11 +313,11 @@ static int obtained(struct request *q, const char *how, int64_t signed_in_at)
 /*
  * Store a completed sign-in: the lock is held for the read-compare-write
  * alone.  A stored set from a later sign-in (another person approved a code
- * after this one) is kept; at the same second, the later writer wins.
- * pg_store_write replaces the file atomically, so no reader ever sees a
- * torn set.
+ * after this one) is kept, and *kept_other says so; at the same second, the
+ * later writer wins.  pg_store_write replaces the file atomically, so no
+ * reader ever sees a torn set.
  */
-static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *ts)
+static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *ts, bool *kept_other)
 {
     struct pg_tokenset cur = {0};
     struct pg_error ignored = {0};
@@ -322,13 +325,31 @@ static int store_sign_in(struct request *q, int dir, const struct pg_tokenset *t
     int r = pg_store_lock(dir, LOCK_TIMEOUT_MS, &lock, &q->err);
     if (r < 0)
         return r;
-    bool newer =
+    *kept_other =
         pg_store_read(dir, geteuid(), &cur, &ignored) == 0 && cur.signed_in_at > ts->signed_in_at;
-    if (!newer)
+    if (!*kept_other)
         r = pg_store_write(dir, ts, &q->err);
     pg_store_unlock(lock);
     pg_tokenset_clear(&cur);
     return r;
+}
+
+/* A new enrollment ticket: 128 bits from the kernel, as hex. */
+static int new_ticket(struct request *q, char **out)
+{
+    unsigned char rnd[PG_TICKET_HEX / 2];
+    char *hex = malloc(PG_TICKET_HEX + 1);
+    if (!hex)
+        return pg_fail(&q->err, PG_ERR_NOMEM, "out of memory");
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        free(hex);
+        return pg_fail(&q->err, PG_ERR_IO, "no random bytes for the sign-in: %s", strerror(errno));
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    pg_memzero(rnd, sizeof(rnd));
+    *out = hex;
+    return 0;
 }
 
 /*
@@ -380,12 +401,18 @@ static int do_login(struct request *q)
         r = pg_device_login(&q->http, &req, &clock, prompt_event, q, &ts, &q->err);
     }
     ts.signed_in_at = ts.stored_at; /* a person has just signed in */
+    bool kept_other = false;
     if (r == 0)
         r = verify_new_set(q, &d, &ts);
+    /* Only this sign-in's caller learns its ticket: a registration needs it. */
     if (r == 0)
-        r = store_sign_in(q, dir, &ts);
+        r = new_ticket(q, &ts.enroll_ticket);
+    if (r == 0)
+        r = store_sign_in(q, dir, &ts, &kept_other);
     if (r == 0)
         r = obtained(q, "sign-in", ts.signed_in_at);
+    if (r == 0 && !kept_other)
+        r = add_result(q, json_pack("{s:s}", "ticket", ts.enroll_ticket));
     if (r == 0)
         r = take_gate(q, &ts);
     if (dir >= 0)
@@ -448,6 +475,8 @@ static int rotate(struct request *q, const struct pg_discovery *d, int dir, stru
     if (r == 0 && !fresh->refresh_token)
         fresh->refresh_token = TAKE_PTR(old->refresh_token);
     fresh->signed_in_at = old->signed_in_at; /* a refresh is no sign-in */
+    /* The ticket is the person's sign-in's: kept, never handed out here. */
+    fresh->enroll_ticket = TAKE_PTR(old->enroll_ticket);
     bool answered = r == 0;
     if (r == 0)
         r = verify_new_set(q, d, fresh);
@@ -654,6 +683,7 @@ int main(void)
         json_object_set_new(done, "provider", refusal_json(&q));
     int w = done ? pg_msg_write(STDOUT_FILENO, PG_MSG_DONE, done) : PG_ERR_NOMEM;
     pg_json_clear_string(json_object_get(done, "token"));
+    pg_json_clear_string(json_object_get(done, "ticket"));
     json_decref(done);
     pg_free_secret(q.token);
     json_decref(q.result);

@@ -42,10 +42,10 @@
 enum { EXIT_OK = 0, EXIT_DENIED = 1, EXIT_USAGE = 2, EXIT_UNAVAILABLE = 3 };
 
 #define TOKEN_READ_MAX (16384 + 2)
-/* register/unregister: a stored sign-in made at most this many seconds
- * before the command started was made for it (by the sudo stack's
- * `pam_poolgate.so reauth`); an older one asks for a new sign-in. */
-#define SUDO_SIGN_IN_S 120
+/* register/unregister: the enrollment ticket of the sign-in sudo's
+ * `pam_poolgate.so reauth` made for this command (sudo merges the PAM
+ * environment into the command's). */
+#define TICKET_ENV "POOLGATE_SIGN_IN"
 #define KEYSET_READ_MAX (256 * 1024)
 
 struct globals {
@@ -470,10 +470,11 @@ static int stored_identity(const struct globals *g, const struct pg_config *cfg,
 }
 
 /* A device-code sign-in through the helper, its gate token verified here
- * too (the helper verified the set before storing it); *signed_in_at is
- * the stored set's, as the helper reported it. */
+ * too (the helper verified the set before storing it).  With `ticket`,
+ * the sign-in's enrollment ticket (release with pg_free_secret): NULL when
+ * a later sign-in's set was kept instead of this one. */
 static int sign_in_now(const struct globals *g, const struct pg_config *cfg, const struct helper *h,
-                       uid_t uid, struct pg_verify_result *res, int64_t *signed_in_at)
+                       uid_t uid, struct pg_verify_result *res, char **ticket)
 {
     struct helper_done done = {0};
     char msg[PG_ERROR_MAX] = "";
@@ -482,10 +483,11 @@ static int sign_in_now(const struct globals *g, const struct pg_config *cfg, con
         r = complain(EXIT_UNAVAILABLE, "the helper returned no token or no signed_in_at");
     if (r == 0)
         r = report_verify(verify_cached(g, cfg, h, done.token, 0, res), res);
-    if (r == 0)
-        *signed_in_at = done.signed_in_at;
+    if (r == 0 && ticket)
+        *ticket = TAKE_PTR(done.ticket);
     audit_login(uid, r, msg[0] ? msg : "the signed-in token does not pass", &done.ref);
     pg_free_secret(done.token);
+    pg_free_secret(done.ticket);
     return r;
 }
 
@@ -517,8 +519,7 @@ static int cmd_login(const struct globals *g, int argc, char **argv)
     struct pg_verify_result res = {0};
     uid_t uid = 0;
     int r = user_command(g, "login", argc, argv, 0, &a, &cfg, &h, &uid);
-    int64_t signed_in_at = 0;
-    if (r == 0 && (r = sign_in_now(g, cfg, &h, uid, &res, &signed_in_at)) == 0)
+    if (r == 0 && (r = sign_in_now(g, cfg, &h, uid, &res, NULL)) == 0)
         describe(&res.id);
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
@@ -732,23 +733,39 @@ static struct pg_identity app_identity(struct pg_enrolled *done)
 }
 
 /*
- * Whether the stored set comes from a sign-in made for this command: the
- * sudo stack's `pam_poolgate.so reauth` signs in just before sudo starts
- * it, so one made at most SUDO_SIGN_IN_S before the command started (or
- * since) counts.  A refresh keeps the set's signed_in_at: it never counts,
- * whatever its token's iat.  The gate token must pass the policy too.
+ * The enrollment ticket sudo handed to this command (POOLGATE_SIGN_IN, from
+ * the PAM environment of its `pam_poolgate.so reauth` sign-in), taken out
+ * of the environment and its bytes cleared there (/proc/<pid>/environ):
+ * nothing this command starts inherits it.  NULL when none.
+ */
+static char *ticket_from_env(void)
+{
+    char *value = getenv(TICKET_ENV), *ticket = value ? strdup(value) : NULL;
+    if (value)
+        pg_memzero(value, strlen(value));
+    unsetenv(TICKET_ENV);
+    return ticket;
+}
+
+/*
+ * Whether the ticket handed to this command is the stored set's: a sign-in
+ * a person made for it (sudo's `reauth`), not used or replaced since.  A
+ * refresh keeps the ticket but never hands one out, and a ticket taken
+ * from an environment is nothing by itself: the stored set decides, and
+ * the helper checks it again under the store's lock and uses it up.  The
+ * gate token must pass the policy too.
  */
 static bool signed_in_for_command(const struct globals *g, const struct pg_config *cfg,
-                                  const struct helper *h, uid_t uid, int64_t started,
-                                  struct pg_verify_result *res, int64_t *signed_in_at)
+                                  const struct helper *h, uid_t uid, const char *ticket,
+                                  struct pg_verify_result *res)
 {
     struct pg_error err = {0};
     char *gate = NULL;
     bool refresh = false;
-    if (pg_gate_stored(cfg, uid, h->uid, &gate, &refresh, signed_in_at, &err) < 0)
+    if (!ticket || !pg_gate_ticket_current(cfg, uid, h->uid, ticket) ||
+        pg_gate_stored(cfg, uid, h->uid, &gate, &refresh, NULL, &err) < 0)
         return false;
-    bool fresh = *signed_in_at >= started - SUDO_SIGN_IN_S && *signed_in_at <= (int64_t)time(NULL);
-    int v = fresh ? verify_cached(g, cfg, h, gate, 0, res) : -1;
+    int v = verify_cached(g, cfg, h, gate, 0, res);
     pg_free_secret(gate);
     if (v == PG_ERR_TOKEN)
         report_verify(v, res); /* why the sign-in before the command does not count */
@@ -758,19 +775,23 @@ static bool signed_in_for_command(const struct globals *g, const struct pg_confi
 }
 
 /* Who may change the pool: a person who completed a device-code sign-in
- * for this command (just before it, through sudo's stack, or now). */
+ * for this command (just before it, through sudo's stack, or now).
+ * *ticket is that sign-in's enrollment ticket, for the helper. */
 static int operator_gate(const struct globals *g, const char *cmd, const struct pg_config *cfg,
-                         const struct helper *h, const struct passwd *pw, int64_t started,
-                         struct pg_verify_result *res, int64_t *signed_in_at)
+                         const struct helper *h, const struct passwd *pw,
+                         struct pg_verify_result *res, char **ticket)
 {
     struct pg_enrolled none = {0};
     int r = 0;
-    if (!signed_in_for_command(g, cfg, h, pw->pw_uid, started, res, signed_in_at)) {
+    if (!signed_in_for_command(g, cfg, h, pw->pw_uid, *ticket, res)) {
         fprintf(stderr,
                 "%s: a device-code sign-in is needed for this change (a stored or "
                 "refreshed sign-in never counts)\n",
                 cmd);
-        r = sign_in_now(g, cfg, h, pw->pw_uid, res, signed_in_at);
+        pg_free_secret(TAKE_PTR(*ticket));
+        r = sign_in_now(g, cfg, h, pw->pw_uid, res, ticket);
+        if (r == 0 && !*ticket)
+            r = complain(EXIT_DENIED, "%s: a later sign-in replaced this one; run it again", cmd);
     }
     if (r != 0) {
         pg_agent_name(cfg, none.agent_name, sizeof(none.agent_name), NULL);
@@ -821,7 +842,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
     struct pg_error err = {0};
     struct passwd pw = {0};
     char buf[4096];
-    int64_t started = (int64_t)time(NULL), signed_in_at = 0;
+    char *ticket = ticket_from_env();
     int r = user_parse_args(cmd, argc, argv,
                             reg ? OPT_REPLACE | OPT_UNATTENDED | OPT_IF_NOT_REGISTERED : 0, &a);
     if (r == 0 && a.if_not_registered && !a.unattended)
@@ -841,7 +862,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         r = accounts_apart(cmd, cfg, &h, &pw);
     /* Nothing reaches Azure DevOps unless the gate holds now. */
     if (r == 0 && !a.unattended)
-        r = operator_gate(g, cmd, cfg, &h, &pw, started, &res, &signed_in_at);
+        r = operator_gate(g, cmd, cfg, &h, &pw, &res, &ticket);
     if (r != 0)
         goto out;
     struct pg_enroll e = {
@@ -852,7 +873,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         pw.pw_gid,
         a.replace,
         a.unattended ? &pg_unattended_credential : NULL,
-        signed_in_at};
+        ticket};
     int v = reg ? pg_enroll(&e, &done, &err) : pg_unenroll(&e, &done, &err);
     struct pg_identity app = app_identity(&done);
     const struct pg_identity *who = a.unattended ? &app : &res.id;
@@ -879,6 +900,7 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
                 done.was_gone ? "was no longer in" : "removed from", cfg->pool, cfg->agent_dir);
     r = service_outcome(cmd, cfg, &done);
 out:
+    pg_free_secret(ticket);
     pg_verify_result_clear(&res);
     pg_config_free(cfg);
     return r;

@@ -16,6 +16,10 @@
  *     helper on every path.
  *   - Never log, show or keep a token, refresh token or device code except
  *     the gate token kept for the account phase (cleared when PAM ends).
+ *   - Hand a sign-in's enrollment ticket on only inside its PAM transaction
+ *     (pam_set_data, and POOLGATE_SIGN_IN in the PAM environment for the
+ *     session phase of sshd and the command of sudo); the session phase
+ *     always takes the variable out of the PAM environment.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -40,13 +44,15 @@
 
 #define DATA_KEY "poolgate:gate-token"
 /* Present only when auth completed a device-code sign-in in this PAM
- * transaction: the signed_in_at the helper reported for it. */
-#define SIGNED_IN_KEY "poolgate:signed-in-at"
+ * transaction: the sign-in's single-use enrollment ticket. */
+#define TICKET_KEY "poolgate:enroll-ticket"
+/* The same ticket in the PAM environment: sshd authenticates in a child
+ * process, so the session phase sees no pam_set_data of auth, only the PAM
+ * environment the child hands back; sudo merges it into the command's
+ * environment (poolgate register takes it from there). */
+#define TICKET_ENV "POOLGATE_SIGN_IN"
 /* Beyond the helper's own deadlines, time for its DONE to arrive. */
 #define GRACE_MS 3000
-/* Session phase without auth in this process (sshd): a stored sign-in made
- * at most this many seconds ago was made for this login. */
-#define SESSION_SIGN_IN_S 120
 /* Not a library code: the PAM conversation failed or is absent. */
 #define ERR_CONV (-100)
 
@@ -69,7 +75,7 @@ struct gate {
     struct pg_config *cfg;
     struct pg_helper helper; /* path and account; started per request */
     const char *via;         /* how the token was obtained, for the audit line */
-    int64_t signed_in_at;    /* the helper's DONE: when the set's sign-in was made */
+    char *ticket;            /* the helper's DONE after a sign-in: its enrollment ticket */
     struct pg_verify_result res;
     char reason[PG_ERROR_MAX];
     struct pg_refusal refusal; /* the provider's, from the helper's last DONE */
@@ -289,13 +295,17 @@ static int read_done(struct gate *g, json_t *p, char **token)
     int r = json_is_integer(st) ? from_status((int)json_integer_value(st)) : PG_ERR_PROTOCOL;
     pg_printable(g->reason, sizeof(g->reason), json_string_value(json_object_get(p, "message")));
     pg_refusal_from_done(p, &g->refusal);
-    g->signed_in_at = json_integer_value(json_object_get(p, "signed_in_at"));
+    json_t *ticket = json_object_get(p, "ticket");
     if (r == 0 && token) {
         r = json_is_string(tok) ? 0 : PG_ERR_PROTOCOL;
         if (r == 0 && !(*token = strdup(json_string_value(tok))))
             r = PG_ERR_NOMEM;
     }
+    if (r == 0 && json_is_string(ticket) && !g->ticket &&
+        !(g->ticket = strdup(json_string_value(ticket))))
+        r = PG_ERR_NOMEM;
     pg_json_clear_string(tok);
+    pg_json_clear_string(ticket);
     return r;
 }
 
@@ -415,33 +425,37 @@ static int stored(struct gate *g, bool allow_refresh)
     return r;
 }
 
-static void drop_mark(pam_handle_t *pamh, void *data, int status)
+/* Hand the sign-in's ticket to the rest of this PAM transaction: kept for
+ * a session phase in this process, and in the PAM environment for one in
+ * another (sshd) and for sudo's command.  No ticket (a later sign-in's set
+ * was kept instead): nothing to hand on, nothing registers. */
+static int hand_on_ticket(struct gate *g)
 {
-    (void)pamh;
-    (void)status;
-    free(data);
+    char *env = NULL;
+    if (!g->ticket)
+        return 0;
+    if (asprintf(&env, "%s=%s", TICKET_ENV, g->ticket) < 0)
+        return PG_ERR_NOMEM;
+    int r = pam_putenv(g->pamh, env) == PAM_SUCCESS ? 0 : PG_ERR_NOMEM;
+    pg_free_secret(env); /* PAM keeps its own copy, and clears it when it drops it */
+    if (r == 0 && pam_set_data(g->pamh, TICKET_KEY, g->ticket, drop_token) != PAM_SUCCESS)
+        r = PG_ERR_NOMEM;
+    else if (r == 0)
+        g->ticket = NULL; /* PAM owns it now */
+    return r;
 }
 
-/* A device-code sign-in; when it passes, the transaction remembers that a
- * person signed in, and which sign-in it was (registration asks). */
+/* A device-code sign-in; when it passes, the transaction holds the
+ * sign-in's enrollment ticket (registration asks for it). */
 static int sign_in(struct gate *g)
 {
     char *token = NULL;
     g->via = "sign-in";
-    g->signed_in_at = 0;
     int r = ask_helper(g, PG_MSG_LOGIN, false, &token);
     if (r == 0)
         r = verify_and_keep(g, token);
-    int64_t *mark = r == 0 ? malloc(sizeof(*mark)) : NULL;
-    if (r == 0 && !mark)
-        r = PG_ERR_NOMEM;
-    if (mark) {
-        *mark = g->signed_in_at;
-        if (pam_set_data(g->pamh, SIGNED_IN_KEY, mark, drop_mark) != PAM_SUCCESS) {
-            free(mark);
-            r = PG_ERR_NOMEM;
-        }
-    }
+    if (r == 0)
+        r = hand_on_ticket(g);
     return r;
 }
 
@@ -580,6 +594,7 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
 
 static void gate_close(struct gate *g)
 {
+    pg_free_secret(g->ticket);
     pg_verify_result_clear(&g->res);
     pg_config_free(g->cfg);
 }
@@ -667,38 +682,54 @@ PG_PAM_EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const 
 }
 
 /*
- * Whether a person signed in for this login.  Where auth ran in this
- * process, it must have completed a device-code sign-in in this PAM
- * transaction (the mark), the set it stored must still be the stored one,
- * and its gate token (kept by auth) must pass the policy now.  Where auth
- * ran in another process (sshd authenticates in a child, so nothing auth
- * kept is here), the stored set's sign-in must have been made within
- * SESSION_SIGN_IN_S; a refresh keeps signed_in_at, so a refreshed or
- * cached token never counts, whatever its iat.
+ * The enrollment ticket this PAM transaction holds, as a copy (NULL: none),
+ * taken out of the PAM environment whatever else happens: it must never
+ * reach the processes of the session (pam_getenvlist).  Auth in this
+ * process kept it with pam_set_data; auth in another (sshd's child) left
+ * it only in the environment.  Not in setcred: sshd and sudo call it
+ * before the session phase, and sudo reads the PAM environment for its
+ * command only after that.
  */
-static int person_signed_in(struct gate *g, int64_t *signed_in_at)
+static char *take_ticket(pam_handle_t *pamh)
 {
-    const void *mark = NULL, *kept = NULL;
+    const void *kept = NULL;
+    const char *env = pam_getenv(pamh, TICKET_ENV);
+    char *ticket = NULL;
+    if (pam_get_data(pamh, TICKET_KEY, &kept) == PAM_SUCCESS && kept) {
+        ticket = strdup(kept);
+        pam_set_data(pamh, TICKET_KEY, NULL, NULL); /* drop_token clears the kept one */
+    } else if (env)
+        ticket = strdup(env);
+    if (env)
+        pam_putenv(pamh, TICKET_ENV); /* a name alone removes it */
+    return ticket;
+}
+
+/*
+ * Whether a person signed in for this login: auth of this PAM transaction
+ * completed a device-code sign-in (it holds that sign-in's ticket), the
+ * ticket is still the stored set's (not used, not replaced by a later
+ * sign-in), and the gate token passes the policy now.  A cached or
+ * refreshed token brings no ticket, whatever its iat.  The helper checks
+ * the ticket again under the store's lock and uses it up.
+ */
+static int person_signed_in(struct gate *g, const char *ticket)
+{
+    const void *kept = NULL;
     struct pg_error err = {0};
     char *token = NULL;
     bool has_refresh = false, here = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept;
-    int64_t now_stored = 0, now = (int64_t)time(NULL);
-    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, &now_stored, &err);
-    if (here && pam_get_data(g->pamh, SIGNED_IN_KEY, &mark) == PAM_SUCCESS && mark)
-        *signed_in_at = *(const int64_t *)mark;
-    else if (!here && r == 0 && now_stored <= now + g->cfg->clock_skew &&
-             now - now_stored <= SESSION_SIGN_IN_S)
-        *signed_in_at = now_stored;
-    if (*signed_in_at <= 0) {
+    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, NULL, &err);
+    if (!ticket) {
         snprintf(g->reason, sizeof(g->reason),
                  "registration needs a device-code sign-in at this login; a stored or refreshed "
                  "token never registers. Log in again after `poolgate logout`, or run `sudo "
                  "poolgate register`");
         r = PG_ERR_DENIED;
-    } else if (r == 0 && now_stored != *signed_in_at) {
+    } else if (r == 0 && !pg_gate_ticket_current(g->cfg, g->uid, g->helper.uid, ticket)) {
         snprintf(g->reason, sizeof(g->reason),
-                 "the sign-in made at this login is no longer the stored one (another sign-in "
-                 "replaced it); log in again");
+                 "the sign-in ticket of this login is not the stored sign-in's (used already, or "
+                 "replaced by a later sign-in); log in again");
         r = PG_ERR_DENIED;
     } else if (r == 0) {
         g->via = here ? "auth" : "cached";
@@ -715,21 +746,19 @@ static int person_signed_in(struct gate *g, int64_t *signed_in_at)
  * The outcome is logged and told to the user; PAM_SESSION_ERR lets the
  * stack decide whether a failure ends the login (`session required`) or not.
  */
-static int enroll_at_session(struct gate *g)
+static int enroll_at_session(struct gate *g, const char *ticket)
 {
     struct pg_enrolled done = {0};
     struct pg_error err = {0};
-    int64_t signed_in_at = 0;
     char line[2048];
     if (g->cfg->agent_dir && pg_agent_registered(g->cfg->agent_dir)) {
         debug(g, "agent already registered");
         return PAM_SUCCESS;
     }
-    int r = person_signed_in(g, &signed_in_at);
+    int r = person_signed_in(g, ticket);
     bool gated = r == 0;
     if (gated) {
-        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid,
-                              g->gid, false,       NULL,      signed_in_at};
+        struct pg_enroll e = {g->cfg, g->a.config, g->helper, g->uid, g->gid, false, NULL, ticket};
         if ((r = pg_enroll(&e, &done, &err)) < 0)
             snprintf(g->reason, sizeof(g->reason), "%s", err.msg);
     }
@@ -760,16 +789,20 @@ static int enroll_at_session(struct gate *g)
     return r == 0 ? PAM_SUCCESS : r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SESSION_ERR;
 }
 
+/* Every session phase takes the ticket out of the PAM environment, with
+ * `register` or without: the session's processes never see it. */
 PG_PAM_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     struct args a;
+    char *ticket = take_ticket(pamh);
     int r = bystander(pamh, argc, argv, &a);
-    if (r != PAM_SUCCESS || !a.reg)
-        return r;
-    struct gate g;
-    if ((r = gate_open(&g, pamh, flags, argc, argv)) == PAM_SUCCESS)
-        r = enroll_at_session(&g);
-    gate_close(&g);
+    if (r == PAM_SUCCESS && a.reg) {
+        struct gate g;
+        if ((r = gate_open(&g, pamh, flags, argc, argv)) == PAM_SUCCESS)
+            r = enroll_at_session(&g, ticket);
+        gate_close(&g);
+    }
+    pg_free_secret(ticket);
     return r;
 }
 

@@ -142,14 +142,15 @@ static json_t *register_request(const struct pg_enroll *e, const char *name, con
     return req;
 }
 
-/* The sign-in the caller vouches for, for the helper to hold the stored set to. */
+/* The ticket of the sign-in made for this change: the helper holds the
+ * stored set to it and uses it up. */
 static int vouch(const struct pg_enroll *e, json_t *req, struct pg_error *err)
 {
     if (e->unattended)
         return 0;
-    if (e->signed_in_at <= 0)
+    if (!e->ticket || !e->ticket[0])
         return pg_fail(err, PG_ERR_DENIED, "no sign-in was made for this change");
-    if (json_object_set_new(req, "signed_in_at", json_integer(e->signed_in_at)) < 0)
+    if (json_object_set_new(req, "ticket", json_string(e->ticket)) < 0)
         return pg_fail(err, PG_ERR_NOMEM, "out of memory");
     return 0;
 }

@@ -40,9 +40,10 @@ struct pg_enroll {
     /* Tokens from the configured credential, not a stored sign-in: NULL for
      * an operator's registration. */
     const struct pg_enroll_credential *unattended;
-    /* Interactive: the signed_in_at of the sign-in a person completed for
-     * this change; the helper refuses unless the stored set is that one. */
-    int64_t signed_in_at;
+    /* Interactive: the enrollment ticket of the sign-in a person completed
+     * for this change (the helper's LOGIN returned it); the helper refuses
+     * unless the stored set carries it, and uses it up. */
+    const char *ticket;
 };
 
 struct pg_enrolled {

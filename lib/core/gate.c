@@ -46,6 +46,20 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
     return r;
 }
 
+bool pg_gate_ticket_current(const struct pg_config *cfg, uid_t uid, uid_t owner, const char *ticket)
+{
+    struct pg_tokenset ts = {0};
+    struct pg_error ignored = {0};
+    int dir = -1;
+    bool ok = false;
+    if (ticket && pg_store_open(cfg->state_dir, uid, false, owner, &dir, &ignored) == 0) {
+        ok = pg_store_read(dir, owner, &ts, &ignored) == 0 && pg_store_ticket_matches(&ts, ticket);
+        close(dir);
+    }
+    pg_tokenset_clear(&ts);
+    return ok;
+}
+
 int pg_sign_in_fresh(const struct pg_config *cfg, const struct pg_tokenset *ts, int64_t now,
                      struct pg_error *err)
 {

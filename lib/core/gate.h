@@ -40,6 +40,11 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
 
 struct pg_tokenset;
 
+/* Whether `ticket` is the enrollment ticket of the set stored for uid (a
+ * read, no change: only the helper consumes a ticket, under the lock). */
+bool pg_gate_ticket_current(const struct pg_config *cfg, uid_t uid, uid_t owner,
+                            const char *ticket);
+
 /* PG_ERR_DENIED, with what to do, when sign_in_max_age is set and the
  * device sign-in behind `ts` is older than that at `now` (or of unknown
  * age: a set stored before poolgate recorded it).  Neither the gate nor

@@ -25,8 +25,8 @@ enum pg_msg_type {
     PG_MSG_LOGOUT = 'O',     /* {"config", "uid"}: delete the stored set */
     PG_MSG_CHECK = 'C',      /* {"config"}: poolgate doctor's checks of the provider */
     PG_MSG_REGISTER = 'G',   /* {"config", "uid", "agent", "public_key", "replace",
-                                "signed_in_at"}: enroll */
-    PG_MSG_UNREGISTER = 'U', /* {"config", "uid", "agent", "signed_in_at"}: remove from the pool */
+                                "ticket"}: enroll */
+    PG_MSG_UNREGISTER = 'U', /* {"config", "uid", "agent", "ticket"}: remove from the pool */
     /* events, from the helper */
     PG_MSG_PROMPT = 'P', /* {"verification_uri", "user_code", "expires_in", "message"?} */
     PG_MSG_DONE = 'D',   /* {"status", "message"}: the last message of every exchange */

@@ -36,8 +36,21 @@ void pg_tokenset_clear(struct pg_tokenset *ts)
     pg_free_secret(ts->id_token);
     pg_free_secret(ts->access_token);
     pg_free_secret(ts->refresh_token);
+    pg_free_secret(ts->enroll_ticket);
     free(ts->scope);
     memset(ts, 0, sizeof(*ts));
+}
+
+bool pg_store_ticket_matches(const struct pg_tokenset *ts, const char *ticket)
+{
+    if (!ts->enroll_ticket || !ticket || strlen(ticket) != PG_TICKET_HEX ||
+        strlen(ts->enroll_ticket) != PG_TICKET_HEX)
+        return false;
+    /* Every byte is looked at: the time says nothing about where they differ. */
+    unsigned char diff = 0;
+    for (size_t i = 0; i < PG_TICKET_HEX; i++)
+        diff |= (unsigned char)(ts->enroll_ticket[i] ^ ticket[i]);
+    return diff == 0;
 }
 
 static int check_dir(int fd, const char *what, uid_t owner, bool root_ok, bool exact_0700,
@@ -120,6 +133,9 @@ static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struc
         r = take_string(root, "refresh_token", &ts->refresh_token, err);
     if (r == 0)
         r = take_string(root, "scope", &ts->scope, err);
+    /* Absent in sets stored before tickets existed: such a set has none. */
+    if (r == 0)
+        r = take_string(root, "enroll_ticket", &ts->enroll_ticket, err);
     if (r == 0) {
         ts->expires_at = pg_json_int(root, "expires_at");
         ts->stored_at = pg_json_int(root, "stored_at");
@@ -168,6 +184,8 @@ static char *serialize(const struct pg_tokenset *ts)
         json_object_set_new(o, "refresh_token", json_string(ts->refresh_token));
     if (ts->scope)
         json_object_set_new(o, "scope", json_string(ts->scope));
+    if (ts->enroll_ticket)
+        json_object_set_new(o, "enroll_ticket", json_string(ts->enroll_ticket));
     json_object_set_new(o, "expires_at", json_integer(ts->expires_at));
     json_object_set_new(o, "stored_at",
                         json_integer(ts->stored_at ? ts->stored_at : (int64_t)time(NULL)));

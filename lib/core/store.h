@@ -29,7 +29,19 @@ struct pg_tokenset {
     /* When the person behind it signed in (the device-code sign-in that
      * began this chain of refreshes), epoch seconds; 0 unknown. */
     int64_t signed_in_at;
+    /* The single-use enrollment ticket of that sign-in (hex), or NULL: made
+     * by the helper at each device-code sign-in, handed to the person's
+     * caller only, kept by refreshes, removed by the registration that
+     * uses it.  A secret, like the tokens. */
+    char *enroll_ticket;
 };
+
+/* Hex digits of an enrollment ticket (128 random bits). */
+#define PG_TICKET_HEX 32
+
+/* Whether `ticket` is the set's enrollment ticket; compared in constant
+ * time.  A set without one matches nothing. */
+bool pg_store_ticket_matches(const struct pg_tokenset *ts, const char *ticket);
 
 /* Clear every secret and free; leaves an empty set. */
 void pg_tokenset_clear(struct pg_tokenset *ts);

@@ -288,10 +288,15 @@ static void configure(const char *name, const char *value)
     idp_control(control, ca, "config", f, 1);
 }
 
+static char *store_path_of(uid_t uid, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/state/%u/tokens.json", work, (unsigned)uid);
+    return buf;
+}
+
 static char *store_path(char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/state/%u/tokens.json", work, (unsigned)getuid());
-    return buf;
+    return store_path_of(getuid(), buf, n);
 }
 
 static void forget(void)
@@ -300,20 +305,26 @@ static void forget(void)
     unlink(store_path(p, sizeof(p)));
 }
 
-/* The stored set's bytes (empty when none), to show a failure left it intact. */
-static char *stored(void)
+/* The bytes of the set stored for uid (empty when none). */
+static char *stored_of(uid_t uid)
 {
     char p[512];
     static char buf[2][65536];
     static int which;
     char *b = buf[which ^= 1];
     b[0] = '\0';
-    FILE *f = fopen(store_path(p, sizeof(p)), "r");
+    FILE *f = fopen(store_path_of(uid, p, sizeof(p)), "r");
     if (f) {
         b[fread(b, 1, sizeof(buf[0]) - 1, f)] = '\0';
         fclose(f);
     }
     return b;
+}
+
+/* The stored set's bytes (empty when none), to show a failure left it intact. */
+static char *stored(void)
+{
+    return stored_of(getuid());
 }
 
 /* Run the operations of one PAM transaction for `who`; returns the first
@@ -1208,6 +1219,160 @@ static void test_session_register_not_by_refresh(void **state)
     assert_no_children();
 }
 
+/* ---- sshd's split: auth in one PAM handle, the session in another -------- */
+
+#define TICKET_ENV "POOLGATE_SIGN_IN"
+
+/* sshd authenticates in a child process (OpenSSH's sshpam_thread without
+ * pthreads): auth and account run in a PAM handle of their own, and the
+ * session phase runs in another, into which sshd copies the child's PAM
+ * environment (pam_putenv), nothing else.  Auth here, in its own handle;
+ * returns its PAM environment (free with free_env). */
+static char **auth_alone(const char *who, const char *svc, struct operator* op)
+{
+    struct pam_conv c = {conv, op};
+    pam_handle_t *h = NULL;
+    assert_int_equal(pam_start(svc, who, &c, &h), PAM_SUCCESS);
+    assert_int_equal(pam_authenticate(h, 0), PAM_SUCCESS);
+    assert_int_equal(pam_acct_mgmt(h, 0), PAM_SUCCESS);
+    char **env = pam_getenvlist(h);
+    assert_non_null(env);
+    pam_end(h, PAM_SUCCESS);
+    return env;
+}
+
+static void free_env(char **env)
+{
+    for (char **e = env; e && *e; e++)
+        free(*e);
+    free(env);
+}
+
+/* The value of TICKET_ENV in env, or NULL. */
+static const char *ticket_in(char **env)
+{
+    for (char **e = env; e && *e; e++)
+        if (strncmp(*e, TICKET_ENV "=", sizeof(TICKET_ENV)) == 0)
+            return *e + sizeof(TICKET_ENV);
+    return NULL;
+}
+
+/* The session phase in a handle of its own, given `env` (NULL: none);
+ * returns its code.  *left tells whether TICKET_ENV is still in that
+ * handle's PAM environment afterwards (what the session would inherit). */
+static int session_alone(const char *who, const char *svc, struct operator* op, char **env,
+                         bool *left)
+{
+    struct pam_conv c = {conv, op};
+    pam_handle_t *h = NULL;
+    assert_int_equal(pam_start(svc, who, &c, &h), PAM_SUCCESS);
+    for (char **e = env; e && *e; e++)
+        assert_int_equal(pam_putenv(h, *e), PAM_SUCCESS);
+    int r = pam_open_session(h, 0);
+    *left = pam_getenv(h, TICKET_ENV) != NULL;
+    if (r == PAM_SUCCESS)
+        pam_close_session(h, 0);
+    pam_end(h, r);
+    return r;
+}
+
+static void reset_log(void)
+{
+    loglen = 0;
+    logbuf[0] = '\0';
+}
+
+/*
+ * Registration at login under sshd, where auth ran in another process: the
+ * sign-in's ticket comes through the PAM environment, registers once, and
+ * is gone from the session's environment.  A replay of that environment,
+ * a session with the cached token moments after a genuine sign-in (the
+ * agent account logging in after deleting .agent), and a forged ticket do
+ * not register.
+ */
+static void test_session_register_split(void **state)
+{
+    (void)state;
+    char extra[1024], dir[512], path[600], agent[64];
+    struct stat st;
+    bool left = true;
+    const struct passwd *pw = agent_account(agent, "split", dir, extra);
+    write_conf(conf, extra);
+    service("pg-sshd", "auth required MOD reauth prompt=info\naccount required MOD\n"
+                       "session required MOD register\n");
+    service("pg-bystander", "session required MOD\n");
+    snprintf(path, sizeof(path), "%s/.agent", dir);
+
+    /* A person signs in: auth hands the ticket on in the PAM environment. */
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    char **env = auth_alone(agent, "pg-sshd", &op);
+    if (ticket_in(env))
+        assert_null(strstr(logbuf, ticket_in(env))); /* never logged */
+
+    /* Moments after that genuine sign-in, a login whose transaction did not
+     * get its ticket (the agent account with the cached token, .agent
+     * deleted) does not register on it.  (Before tickets: a stored sign-in
+     * under 120 s old counted.) */
+    reset_log();
+    struct operator attacker = {NULL, NULL, ANSWER, 0, 0, ""};
+    assert_int_equal(session_alone(agent, "pg-sshd", &attacker, NULL, &left), PAM_SESSION_ERR);
+    if (!strstr(attacker.text, "registration needs a device-code sign-in at this login"))
+        fail_msg("message: %s", attacker.text);
+    assert_logged("outcome=refused");
+    assert_null(strstr(logbuf, "outcome=registered"));
+    assert_int_equal(lstat(path, &st), -1);
+
+    const char *ticket = ticket_in(env);
+    assert_non_null(ticket);
+    assert_int_equal(strlen(ticket), 32);
+    assert_int_equal(strspn(ticket, "0123456789abcdef"), 32);
+    assert_non_null(strstr(stored_of(pw->pw_uid), ticket));
+
+    /* A forged ticket: refused, the genuine one still stored. */
+    char *forged[] = {TICKET_ENV "=0123456789abcdef0123456789abcdef", NULL};
+    reset_log();
+    struct operator forger = {NULL, NULL, ANSWER, 0, 0, ""};
+    assert_int_equal(session_alone(agent, "pg-sshd", &forger, forged, &left), PAM_SESSION_ERR);
+    assert_false(left);
+    assert_logged("outcome=refused");
+    assert_int_equal(lstat(path, &st), -1);
+    assert_non_null(strstr(stored_of(pw->pw_uid), ticket));
+
+    /* A session line without `register` takes the ticket out of the
+     * environment as well, and uses nothing. */
+    assert_int_equal(session_alone(agent, "pg-bystander", &forger, env, &left), PAM_SUCCESS);
+    assert_false(left);
+    assert_non_null(strstr(stored_of(pw->pw_uid), ticket));
+
+    /* The session of the sign-in's own login (another handle, the PAM
+     * environment copied as sshd does): registers, and the ticket is gone
+     * from the session's environment and from the store. */
+    reset_log();
+    struct operator quiet = {NULL, NULL, ANSWER, 0, 0, ""};
+    assert_int_equal(session_alone(agent, "pg-sshd", &quiet, env, &left), PAM_SUCCESS);
+    assert_false(left);
+    assert_logged("outcome=registered");
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_uid, pw->pw_uid);
+    assert_null(strstr(logbuf, ticket));
+    assert_null(strstr(stored_of(pw->pw_uid), ticket)); /* used up */
+
+    /* The same environment again (a replay), .agent deleted: refused. */
+    assert_int_equal(unlink(path), 0);
+    reset_log();
+    struct operator replay = {NULL, NULL, ANSWER, 0, 0, ""};
+    assert_int_equal(session_alone(agent, "pg-sshd", &replay, env, &left), PAM_SESSION_ERR);
+    assert_false(left);
+    if (!strstr(replay.text, "not the stored sign-in's"))
+        fail_msg("message: %s", replay.text);
+    assert_logged("outcome=refused");
+    assert_null(strstr(logbuf, "outcome=registered"));
+    assert_int_equal(lstat(path, &st), -1);
+    free_env(env);
+    write_conf(conf, "");
+    assert_no_children();
+}
+
 /* A stored gate token that verifies but ends within a few seconds is
  * refreshed in auth: the account phase, moments later, must not find it
  * expired. */
@@ -1979,6 +2144,26 @@ static void fresh_agent(long n)
     write_conf(conf, extra);
 }
 
+/* Each session run comes after a sign-in of its own, as a login's does:
+ * its ticket reaches the faulted transaction in the PAM environment
+ * (pam_env.so, as sshd hands on the environment of its auth child). */
+static char fault_env_conf[512];
+static const char *fault_agent;
+
+static void fresh_agent_signed_in(long n)
+{
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    char line[128];
+    fresh_agent(n);
+    char **env = auth_alone(fault_agent, "pg-fault-login", &op);
+    const char *ticket = ticket_in(env);
+    if (!ticket)
+        fail_msg("the sign-in before session run %ld handed on no ticket", n);
+    snprintf(line, sizeof(line), "%s DEFAULT=%s\n", TICKET_ENV, ticket ? ticket : "");
+    write_file(fault_env_conf, 0644, line);
+    free_env(env);
+}
+
 /* After a session run: the agent's files all there or none, nothing else. */
 static void agent_files_whole(const char *svc, long n)
 {
@@ -2011,37 +2196,37 @@ static long session_fault_runs(const struct fault_case *c, const struct operator
     return sites;
 }
 
-/* The session phase's registration, after an auth in the same transaction
- * that signed a person in (registration needs one; as root, for nobody,
- * whose directory it is).  Returns the call sites. */
+/* The session phase's registration, after an auth from the agent's stored
+ * set (as root, for nobody, whose directory it is) and a sign-in whose
+ * ticket the transaction holds.  Returns the call sites. */
 static long session_faults(void)
 {
     char lines[2048], path[512];
-    const struct operator sign_in_op = {"approve", role, ANSWER, 0, 0, ""};
+    const struct operator fast_op = {NULL, NULL, ANSWER, 0, 0, ""};
     char agent[64];
     const struct passwd *pw = agent_account(agent, NULL, NULL, NULL);
     fault_agent_uid = pw->pw_uid;
     fault_agent_gid = pw->pw_gid;
-    service("pg-fault-login", "auth required MOD reauth prompt=info\n");
-    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
-    assert_int_equal(run_for(agent, "pg-fault-login", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SUCCESS);
+    service("pg-fault-login", "auth required MOD reauth prompt=info\naccount required MOD\n");
+    fault_agent = agent;
+    snprintf(fault_env_conf, sizeof(fault_env_conf), "%s/fault-env.conf", work);
     snprintf(path, sizeof(path), "%s/pg-fault-session", svcdir);
     snprintf(lines, sizeof(lines),
-             "auth required %s config=%s helper=%s reauth prompt=info\n"
+             "auth required %s config=%s helper=%s\n"
+             "session required pam_env.so readenv=0 conffile=%s\n"
              "session required %s config=%s helper=%s register\n",
-             fault_module, conf, helper, fault_module, conf, helper);
+             fault_module, conf, helper, fault_env_conf, fault_module, conf, helper);
     write_file(path, 0644, lines);
     /* Faults from the session phase on (its pam_get_user, the second of the
-     * transaction): the sign-in before it, which each run needs, has its
-     * own sweep in test_faults. */
+     * transaction): the fast path before it has its own sweep. */
     setenv("PG_FAULT_AFTER", "pam_get_user:2", 1);
     long sites =
         session_fault_runs(&(struct fault_case){"pg-fault-session",
                                                 agent,
                                                 {PAMTEST_AUTHENTICATE, PAMTEST_OPEN_SESSION},
                                                 2,
-                                                fresh_agent},
-                           &sign_in_op);
+                                                fresh_agent_signed_in},
+                           &fast_op);
     unsetenv("PG_FAULT_AFTER");
     return sites;
 }
@@ -2169,6 +2354,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
         cmocka_unit_test_setup(test_session_register_not_by_refresh, setup),
+        cmocka_unit_test_setup(test_session_register_split, setup),
         cmocka_unit_test_setup(test_refresh_near_expiry, setup),
         cmocka_unit_test_setup(test_refresh_fails_policy, setup),
         cmocka_unit_test_setup(test_idle_sign_in_blocks_nobody, setup),

@@ -81,6 +81,7 @@ static void test_round_trip(void **state)
     assert_int_equal(out.expires_at, 1767229200);
     assert_true(out.stored_at > 0);
     assert_int_equal(out.signed_in_at, 0); /* none recorded: unknown */
+    assert_null(out.enroll_ticket);        /* a set without a ticket has none */
     struct stat st;
     assert_int_equal(fstatat(dir, "tokens.json", &st, 0), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
@@ -90,10 +91,12 @@ static void test_round_trip(void **state)
     /* Replacing leaves no temporary files behind. */
     struct pg_tokenset two = sample("two");
     two.signed_in_at = 1767225600;
+    two.enroll_ticket = strdup("00112233445566778899aabbccddeeff");
     assert_int_equal(pg_store_write(dir, &two, &err), 0);
     assert_int_equal(pg_store_read(dir, geteuid(), &out, &err), 0);
     assert_string_equal(out.id_token, "id.two");
     assert_int_equal(out.signed_in_at, 1767225600);
+    assert_string_equal(out.enroll_ticket, "00112233445566778899aabbccddeeff");
     DIR *d = fdopendir(dup(dir));
     struct dirent *e;
     int files = 0;
