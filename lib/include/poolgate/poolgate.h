@@ -142,7 +142,7 @@ struct pg_config {
     bool agent_service;     /* register/unregister manage the agent's systemd unit */
     char *systemd_unit_dir; /* where the unit is written (/etc/systemd/system) */
     char *systemctl;        /* the systemctl program run (/usr/bin/systemctl) */
-    char *agent_user;     /* NULL: unset; the agent account of register --unattended */
+    char *agent_user;       /* NULL: unset; the agent account of register --unattended */
 };
 
 /*
