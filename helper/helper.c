@@ -510,8 +510,8 @@ static int do_refresh(struct request *q)
     struct pg_error ignored = {0};
     int dir = -1, lock = -1;
     int r = pg_store_open(q->cfg->state_dir, q->uid, false, geteuid(), &dir, &q->err);
-    if (r == 0)
-        (void)pg_store_read(dir, geteuid(), &seen, &ignored);
+    /* (Unread, `seen` tells nothing: then the refresh is made.) */
+    bool seen_ok = r == 0 && pg_store_read(dir, geteuid(), &seen, &ignored) == 0;
     if (r == 0)
         r = endpoints(q, &d);
     if (r == 0)
@@ -524,7 +524,7 @@ static int do_refresh(struct request *q)
         r = pg_fail(&q->err, PG_ERR_DENIED, "no refresh token is stored");
     if (r == 0)
         r = pg_sign_in_fresh(q->cfg, &old, (int64_t)time(NULL), &q->err);
-    if (r == 0 && stored_meanwhile(q, &seen, &old)) {
+    if (r == 0 && seen_ok && stored_meanwhile(q, &seen, &old)) {
         fresh = old;
         old = (struct pg_tokenset){0};
     } else if (r == 0)

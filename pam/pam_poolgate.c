@@ -304,6 +304,10 @@ static int read_done(struct gate *g, json_t *p, char **token)
     if (r == 0 && json_is_string(ticket) && !g->ticket &&
         !(g->ticket = strdup(json_string_value(ticket))))
         r = PG_ERR_NOMEM;
+    if (r < 0 && token) { /* a failure hands out no token */
+        pg_free_secret(*token);
+        *token = NULL;
+    }
     pg_json_clear_string(tok);
     pg_json_clear_string(ticket);
     return r;
