@@ -673,7 +673,7 @@ static void audit_enroll(const char *action, const struct passwd *pw, const stru
     char line[2048];
     pg_enroll_audit(line, sizeof(line),
                     &(struct pg_enroll_audit){action, pw->pw_name, id, cfg, res->agent_name,
-                                              res->agent_id, outcome, reason});
+                                              res->agent_id, outcome, reason, &res->refusal});
     openlog("poolgate", LOG_PID, LOG_AUTHPRIV);
     syslog(LOG_AUTHPRIV |
                (strcmp(outcome, "refused") && strcmp(outcome, "failed") ? LOG_NOTICE : LOG_WARNING),
@@ -884,6 +884,8 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         audit_enroll(cmd, &pw, who, cfg, &done,
                      a.unattended && v == PG_ERR_DENIED ? "refused" : "failed", err.msg);
         r = complain(exit_code(v), "%s: %s", cmd, err.msg);
+        if (done.refusal.fix[0])
+            complain(r, "what the administrator can do: %s", done.refusal.fix);
         goto out;
     }
     const char *outcome = !reg ? "unregistered" : done.replaced ? "replaced" : "registered";

@@ -503,15 +503,19 @@ static void audit(struct gate *g, const char *phase, int pam_code)
 /*
  * A sign-in the provider refused for a reason the operator cannot see
  * (a Conditional Access block, a revoked session, a broken app
- * registration): tell them why and what the administrator can do, rather
- * than a bare "Permission denied".  A declined or expired code needs no
- * explanation.  Best effort: the result is the same either way.
+ * registration), or one the provider could not complete (unreachable, or
+ * failing until login_timeout passed): tell them why and what the
+ * administrator can do, rather than a bare "Permission denied".  A
+ * declined or expired code needs no explanation.  Best effort: the result
+ * is the same either way.
  */
-static void tell_refusal(struct gate *g)
+static void tell_refusal(struct gate *g, int r)
 {
     const char *c = g->refusal.cls;
     char *text = NULL;
-    if (!c[0] || strcmp(c, "declined") == 0 || strcmp(c, "expired") == 0 || (g->flags & PAM_SILENT))
+    bool failing = r == PG_ERR_NETWORK && g->reason[0];
+    if ((!c[0] && !failing) || strcmp(c, "declined") == 0 || strcmp(c, "expired") == 0 ||
+        (g->flags & PAM_SILENT))
         return;
     if (asprintf(&text, "poolgate: %s%s%s", g->reason, g->refusal.fix[0] ? "\nAdministrator: " : "",
                  g->refusal.fix) < 0)
@@ -639,7 +643,7 @@ PG_PAM_EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, c
         r = sign_in(&g);
     }
     if (r != 0)
-        tell_refusal(&g);
+        tell_refusal(&g, r);
     code = gate_result(&g, "auth", r, false);
     gate_close(&g);
     return code;
@@ -774,7 +778,7 @@ static int enroll_at_session(struct gate *g, const char *ticket)
                                               r == 0   ? "registered"
                                               : !gated ? "refused"
                                                        : "failed",
-                                              g->reason});
+                                              g->reason, &done.refusal});
     pam_syslog(g->pamh, LOG_AUTHPRIV | (r == 0 ? LOG_NOTICE : LOG_WARNING), "%s", line);
     /* (Azure DevOps' and the helper's text, for a terminal.) */
     pg_printable(done.agent_name, sizeof(done.agent_name), done.agent_name);
@@ -787,7 +791,8 @@ static int enroll_at_session(struct gate *g, const char *ticket)
                  "poolgate: agent '%s' registered in pool '%s' (agent id %lld).", done.agent_name,
                  g->cfg->pool, (long long)done.agent_id);
     else
-        snprintf(line, sizeof(line), "poolgate: the agent was not registered: %.400s", g->reason);
+        snprintf(line, sizeof(line), "poolgate: the agent was not registered: %.400s%s%.500s",
+                 g->reason, done.refusal.fix[0] ? "\nAdministrator: " : "", done.refusal.fix);
     if (!(g->flags & PAM_SILENT))
         converse(g->pamh, r == 0 ? PAM_TEXT_INFO : PAM_ERROR_MSG, line);
     return r == 0 ? PAM_SUCCESS : r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SESSION_ERR;

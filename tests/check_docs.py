@@ -22,6 +22,7 @@ def read(root, path):
 
 # Where each test named in the README's table lives.
 TEST_FILES = {"cli-entra": "tests/fixtures/cli_entra.py", "cli-login": "tests/fixtures/cli_login.py",
+              "cli-register": "tests/fixtures/cli_register.py",
               "pam": "tests/unit/test_pam.c", "system": "tests/fixtures/system_pam.py",
               "test_device": "tests/unit/test_device.c"}
 

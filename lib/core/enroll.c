@@ -158,9 +158,10 @@ static int vouch(const struct pg_enroll *e, json_t *req, struct pg_error *err)
 /* The helper gets a deadline of its own, earlier than ours: it must not
  * change the pool after we have given up waiting for it. */
 static int call(const struct pg_enroll *e, enum pg_msg_type type, json_t *req, json_t **done,
-                struct pg_error *err)
+                struct pg_enrolled *out, struct pg_error *err)
 {
     struct pg_helper h = e->helper;
+    h.refusal = &out->refusal;
     int64_t deadline = pg_monotonic_ms() + e->cfg->login_timeout * 1000L + HELPER_SLACK_MS;
     if (!req ||
         json_object_set_new(req, "deadline_ms", json_integer(deadline - HELPER_SLACK_MS / 2)) < 0)
@@ -257,7 +258,7 @@ int pg_enroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_erro
         if (r == 0)
             r = vouch(e, req, err);
         if (r == 0)
-            r = call(e, PG_MSG_REGISTER, req, &done, err);
+            r = call(e, PG_MSG_REGISTER, req, &done, out, err);
         json_decref(req);
     }
     json_decref(unattended);
@@ -301,7 +302,7 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
                                 (json_int_t)e->uid, "agent", "name", name);
         r = req ? vouch(e, req, err) : pg_fail(err, PG_ERR_NOMEM, "out of memory");
         if (r == 0)
-            r = call(e, PG_MSG_UNREGISTER, req, &done, err);
+            r = call(e, PG_MSG_UNREGISTER, req, &done, out, err);
         json_decref(req);
     }
     if (r == 0) {
@@ -325,6 +326,7 @@ int pg_unenroll(const struct pg_enroll *e, struct pg_enrolled *out, struct pg_er
 void pg_enroll_audit(char *out, size_t outsz, const struct pg_enroll_audit *a)
 {
     const struct pg_identity *id = a->operator;
+    const struct pg_refusal *f = a->refusal;
     char number[32];
     if (!outsz)
         return;
@@ -340,4 +342,8 @@ void pg_enroll_audit(char *out, size_t outsz, const struct pg_enroll_audit *a)
     pg_audit_field(out, outsz, "agent_id", number, false);
     pg_audit_field(out, outsz, "outcome", a->outcome, false);
     pg_audit_field(out, outsz, "reason", a->reason && a->reason[0] ? a->reason : "ok", true);
+    /* As the sign-in's lines have them: what support asks the provider for. */
+    pg_audit_field(out, outsz, "code", f && f->code[0] ? f->code : NULL, false);
+    pg_audit_field(out, outsz, "correlation_id", f && f->correlation[0] ? f->correlation : NULL,
+                   false);
 }

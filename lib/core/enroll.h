@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "entra_errors.h"
 #include "spawn.h"
 
 struct pg_enroll;
@@ -59,6 +60,10 @@ struct pg_enrolled {
     /* agent_service: why the unit could not be (un)installed or started
      * after the pool change succeeded; "" when it was. */
     char service_error[PG_ERROR_MAX];
+    /* A failure the provider caused (the token for Azure DevOps refused:
+     * consent, Conditional Access, a revoked session): its class, code,
+     * correlation id and the administrator's fix; empty otherwise. */
+    struct pg_refusal refusal;
 };
 
 /* agent_name, or the short host name when it is not set. */
@@ -99,6 +104,9 @@ struct pg_enroll_audit {
     int64_t agent_id;    /* 0 when none */
     const char *outcome; /* registered, replaced, unregistered, refused, failed */
     const char *reason;
+    /* The provider's refusal behind a failure, for a support ticket
+     * (code=, correlation_id=); NULL or empty: "-". */
+    const struct pg_refusal *refusal;
 };
 
 /* The line, for LOG_AUTHPRIV (library code logs nothing itself). */

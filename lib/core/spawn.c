@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "entra_errors.h"
 #include "internal.h"
 #include "spawn.h"
 
@@ -328,6 +329,8 @@ int pg_helper_call(struct pg_helper *h, enum pg_msg_type type, json_t *request, 
     enum pg_msg_type t = PG_MSG_DONE;
     json_t *p = NULL;
     *done = NULL;
+    if (h->refusal)
+        memset(h->refusal, 0, sizeof(*h->refusal));
     int r = pg_helper_start(h, type, request, err);
     if (r == 0 && (r = pg_helper_event(h, deadline_ms, &t, &p, err)) == PG_ERR_DENIED)
         r = pg_fail(err, PG_ERR_NETWORK, "the helper did not answer in time");
@@ -335,8 +338,11 @@ int pg_helper_call(struct pg_helper *h, enum pg_msg_type type, json_t *request, 
     const char *msg = json_string_value(json_object_get(p, "message"));
     if (r == 0 && (t != PG_MSG_DONE || !json_is_integer(status) || !msg))
         r = pg_fail(err, PG_ERR_PROTOCOL, "helper protocol: unexpected message");
-    if (r == 0 && (r = from_status(json_integer_value(status))) < 0)
+    if (r == 0 && (r = from_status(json_integer_value(status))) < 0) {
         pg_fail(err, r, "%s", msg);
+        if (h->refusal)
+            pg_refusal_from_done(p, h->refusal);
+    }
     pg_helper_stop(h, !p); /* no answer: it may still be running */
     if (r == 0)
         *done = TAKE_PTR(p);

@@ -25,6 +25,8 @@
 
 #include "proto.h"
 
+struct pg_refusal;
+
 struct pg_helper {
     const char *path; /* absolute path of poolgate-helper */
     uid_t uid;        /* the account it runs as when the caller is root */
@@ -35,6 +37,10 @@ struct pg_helper {
     int pidfd;       /* the helper's pidfd, -1 without one (kernel < 5.3) */
     bool chld_saved; /* chld holds the host's SIGCHLD disposition */
     struct sigaction chld;
+    /* pg_helper_call: where a failed DONE's provider refusal goes (its
+     * class, code, correlation id and the administrator's fix); NULL when
+     * the caller does not want it. */
+    struct pg_refusal *refusal;
 };
 
 /*
@@ -69,7 +75,8 @@ int pg_helper_event(struct pg_helper *h, int64_t deadline_ms, enum pg_msg_type *
  * deadline_ms, stop.  A DONE with status 0 is returned in *done (the
  * caller's to release); another status becomes the matching error
  * (1 PG_ERR_DENIED, 2 PG_ERR_CONFIG, 3 PG_ERR_NETWORK) with the helper's
- * message.
+ * message, and the provider's refusal it carried in *h->refusal (cleared
+ * first) when that is set.
  */
 int pg_helper_call(struct pg_helper *h, enum pg_msg_type type, json_t *request, int64_t deadline_ms,
                    json_t **done, struct pg_error *err);

@@ -603,19 +603,25 @@ static void test_audit_quoting(void **state)
                              .tid = (char *)(uintptr_t) "72f988bf",
                              .name = (char *)(uintptr_t) "N\x1b[2J\\\r\xc2\x9b",
                              .roles = {roles, 1}};
-    pg_enroll_audit(
-        line, sizeof(line),
-        &(struct pg_enroll_audit){"register", "azagent", &id, &cfg, "a1", 12, "registered", NULL});
+    pg_enroll_audit(line, sizeof(line),
+                    &(struct pg_enroll_audit){"register", "azagent", &id, &cfg, "a1", 12,
+                                              "registered", NULL, NULL});
     assert_string_equal(line,
                         "register user=azagent operator_oid=\"o\\\" outcome=granted?\" "
                         "tid=72f988bf name=\"N?[2J\\\\??\" organization=https://dev.azure.com/c "
                         "pool=\"Build \\\"Hosts\\\"\" agent=\"a1\" agent_id=12 "
-                        "outcome=registered reason=\"ok\"");
+                        "outcome=registered reason=\"ok\" code=- correlation_id=-");
+    /* A failure the provider caused carries its code and correlation id. */
+    struct pg_refusal ref = {.cls = "config_error",
+                             .code = "AADSTS65001",
+                             .correlation = "0a1b-2c3d",
+                             .fix = "grant admin consent"};
     pg_enroll_audit(
         line, sizeof(line),
-        &(struct pg_enroll_audit){"register", "x=y", NULL, &cfg, "", 0, "failed", "why"});
+        &(struct pg_enroll_audit){"register", "x=y", NULL, &cfg, "", 0, "failed", "why", &ref});
     assert_non_null(strstr(line, "register user=\"x=y\" operator_oid=- tid=- name=\"-\""));
-    assert_non_null(strstr(line, "agent=\"\" agent_id=0 outcome=failed reason=\"why\""));
+    assert_non_null(strstr(line, "agent=\"\" agent_id=0 outcome=failed reason=\"why\" "
+                                 "code=AADSTS65001 correlation_id=0a1b-2c3d"));
     /* Cut to the room left: the quote still closes, no escape is split. */
     snprintf(small, sizeof(small), "auth");
     pg_audit_field(small, sizeof(small), "name", "\"\"\"\"\"\"\"\"\"\"\"\"", true);

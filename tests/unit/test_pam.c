@@ -903,6 +903,8 @@ static void test_sign_in_max_age(void **state)
     assert_logged("via=cached outcome=granted");
 }
 
+/* The provider cannot start a sign-in: no prompt, and the operator is
+ * told why rather than just refused. */
 static void test_provider_failing(void **state)
 {
     (void)state;
@@ -910,7 +912,35 @@ static void test_provider_failing(void **state)
     idp_control(control, ca, "fault", f, 3);
     struct operator op = {"approve", role, ANSWER, 0, 0, ""};
     assert_int_equal(auth("pg-reauth", &op), PAM_AUTHINFO_UNAVAIL);
-    assert_int_equal(op.calls, 0);
+    assert_int_equal(op.calls, 1);
+    assert_int_equal(op.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(op.text, "poolgate: "));
+    assert_non_null(strstr(op.text, "HTTP 500"));
+    assert_null(strstr(op.text, "enter the code"));
+    assert_no_children();
+}
+
+/* The token endpoint fails until the code runs out: the operator learns
+ * that the provider was failing (naming the last failure), not that they
+ * were too slow; PAM_AUTHINFO_UNAVAIL, as for any provider outage. */
+static void test_provider_failing_until_timeout(void **state)
+{
+    (void)state;
+    const struct pg_form_field f[] = {{"path", "token"}, {"kind", "500"}, {"count", "1000"}};
+    const struct pg_form_field off[] = {{"path", "token"}, {"kind", "500"}, {"count", "0"}};
+    configure("expires_in", "3");
+    idp_control(control, ca, "fault", f, 3);
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    int r = auth("pg-reauth", &op);
+    idp_control(control, ca, "fault", off, 3);
+    configure("expires_in", "900");
+    assert_int_equal(r, PAM_AUTHINFO_UNAVAIL);
+    assert_int_equal(op.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(op.text, "poolgate: the sign-in could not be completed in time: the "
+                                    "provider was failing (last: token endpoint answered HTTP "
+                                    "500)"));
+    assert_logged("outcome=refused reason=\"the sign-in could not be completed in time: the "
+                  "provider was failing");
     assert_no_children();
 }
 
@@ -1136,6 +1166,36 @@ static void test_session_register(void **state)
     assert_int_equal(third.style, PAM_ERROR_MSG);
     assert_non_null(strstr(third.text, "use --replace"));
     assert_logged("outcome=failed");
+    assert_int_equal(lstat(path, &st), -1);
+    write_conf(conf, "");
+    assert_no_children();
+}
+
+/* session ... register, and the provider refuses the token for Azure
+ * DevOps: the operator sees the reason and the administrator's fix, the
+ * audit line names the code and the correlation id, no files appear. */
+static void test_session_register_refused(void **state)
+{
+    (void)state;
+    char extra[1024], dir[512], path[600], agent[64];
+    struct stat st;
+    agent_account(agent, "refused", dir, extra);
+    write_conf(conf, extra);
+    service("pg-session", "auth required MOD reauth prompt=info\nsession required MOD register\n");
+    refuse("refresh", "invalid_grant", "65001", "6a7b8c9d-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    int session = -1;
+    assert_int_equal(run_for(agent, "pg-session", &op, 0, PAMTEST_OPEN_SESSION, &session),
+                     PAM_SUCCESS);
+    assert_int_equal(session, PAM_SESSION_ERR);
+    assert_int_equal(op.style, PAM_ERROR_MSG);
+    assert_non_null(strstr(op.text, "poolgate: the agent was not registered: nobody has "
+                                    "consented to this app's permissions in the tenant "
+                                    "(AADSTS65001)\nAdministrator: grant admin consent"));
+    assert_null(strstr(op.text, "6a7b8c9d"));
+    assert_logged("outcome=failed reason=\"nobody has consented");
+    assert_logged("code=AADSTS65001 correlation_id=6a7b8c9d-0000-4a6b-8c3d-9e8f7a6b5c4d");
+    snprintf(path, sizeof(path), "%s/.agent", dir);
     assert_int_equal(lstat(path, &st), -1);
     write_conf(conf, "");
     assert_no_children();
@@ -2345,6 +2405,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_stacks, setup),
         cmocka_unit_test_setup(test_silent_refresh, setup),
         cmocka_unit_test_setup(test_provider_failing, setup),
+        cmocka_unit_test_setup(test_provider_failing_until_timeout, setup),
         cmocka_unit_test_setup(test_code_expires, setup),
         cmocka_unit_test_setup(test_conditional_access, setup),
         cmocka_unit_test_setup(test_hostile_refusal, setup),
@@ -2353,6 +2414,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_server_text_sanitized, setup),
         cmocka_unit_test_setup(test_qr_code, setup),
         cmocka_unit_test_setup(test_session_register, setup),
+        cmocka_unit_test_setup(test_session_register_refused, setup),
         cmocka_unit_test_setup(test_session_register_not_by_refresh, setup),
         cmocka_unit_test_setup(test_session_register_split, setup),
         cmocka_unit_test_setup(test_refresh_near_expiry, setup),
