@@ -503,19 +503,27 @@ static void audit(struct gate *g, const char *phase, int pam_code)
 /*
  * A sign-in the provider refused for a reason the operator cannot see
  * (a Conditional Access block, a revoked session, a broken app
- * registration), or one the provider could not complete (unreachable, or
- * failing until login_timeout passed): tell them why and what the
- * administrator can do, rather than a bare "Permission denied".  A
- * declined or expired code needs no explanation.  Best effort: the result
- * is the same either way.
+ * registration): tell them why and what the administrator can do, rather
+ * than a bare "Permission denied".  A declined or expired code needs no
+ * explanation.  A provider that could not be reached, or kept failing
+ * until the code ran out, is told in fixed words: the failure itself
+ * (host names, addresses, a proxy's) is for the auth log, not for a
+ * client that has not authenticated.  Best effort: the result is the
+ * same either way.
  */
 static void tell_refusal(struct gate *g, int r)
 {
     const char *c = g->refusal.cls;
     char *text = NULL;
-    bool failing = r == PG_ERR_NETWORK && g->reason[0];
-    if ((!c[0] && !failing) || strcmp(c, "declined") == 0 || strcmp(c, "expired") == 0 ||
-        (g->flags & PAM_SILENT))
+    if (g->flags & PAM_SILENT)
+        return;
+    if (!c[0] && r == PG_ERR_NETWORK) {
+        converse(g->pamh, PAM_ERROR_MSG,
+                 "poolgate: the identity provider could not be reached, or kept failing; "
+                 "try again later (the auth log names the failure)");
+        return;
+    }
+    if (!c[0] || strcmp(c, "declined") == 0 || strcmp(c, "expired") == 0)
         return;
     if (asprintf(&text, "poolgate: %s%s%s", g->reason, g->refusal.fix[0] ? "\nAdministrator: " : "",
                  g->refusal.fix) < 0)
