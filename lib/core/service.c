@@ -353,16 +353,9 @@ static _Noreturn void systemctl_child(const char *path, char *const argv[], int 
 {
     static char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C",
                                 "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0", NULL};
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    sigset_t none;
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+    if (null < 0 || pg_child_reset(null, out, out) < 0)
         _exit(127);
-    closefrom(3);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &dfl, NULL);
     execve(path, argv, env);
     _exit(127);
 }

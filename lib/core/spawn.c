@@ -94,23 +94,30 @@ static int bound(int resource, rlim_t n)
     return setrlimit(resource, &want);
 }
 
-static _Noreturn void child(const struct pg_helper *h, int sock, int errfd)
+int pg_child_reset(int in, int out, int errfd)
 {
-    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
-    static char *const argv[] = {"poolgate-helper", NULL};
     sigset_t none;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-
-    if (dup2(sock, STDIN_FILENO) < 0 || dup2(sock, STDOUT_FILENO) < 0 ||
+    if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
         dup2(errfd, STDERR_FILENO) < 0)
-        _exit(127);
+        return -1;
     closefrom(STDERR_FILENO + 1);
-    /* The host's mask and handlers are not the helper's: execve keeps the
+    /* The host's mask and handlers are not the child's: execve keeps the
      * mask and ignored signals, so reset both. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (int s = 1; s < NSIG; s++)
         sigaction(s, &dfl, NULL);
+    return 0;
+}
+
+static _Noreturn void child(const struct pg_helper *h, int sock, int errfd)
+{
+    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+    static char *const argv[] = {"poolgate-helper", NULL};
+
+    if (pg_child_reset(sock, sock, errfd) < 0)
+        _exit(127);
     /* (helper_user root keeps root: a development setup, which poolgate
      * doctor reports.) */
     if (geteuid() == 0 && h->uid != 0) {

@@ -52,6 +52,14 @@ struct pg_helper {
 int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error *err);
 
 /*
+ * In a forked child, before execve (async-signal-safe calls only): in, out
+ * and errfd become descriptors 0, 1 and 2, every other descriptor is
+ * closed, the signal mask is emptied and every disposition is the default.
+ * -1 when a descriptor cannot be placed.
+ */
+int pg_child_reset(int in, int out, int errfd);
+
+/*
  * Start the helper: fork, and in the child (async-signal-safe calls only)
  * wire the socket to stdin and stdout, close every other descriptor, reset
  * the signal mask and dispositions, drop to h->uid/h->gid when root (groups,
