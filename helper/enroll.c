@@ -30,7 +30,8 @@
  * pool is changed only on the stored set that carries it.  The ticket is
  * used up here, under the lock and before Azure DevOps is asked anything,
  * so that no other caller (a later login with the cached token, a replay)
- * can use it again.  A later sign-in replaced it with its own.
+ * can use it again.  A later sign-in replaced it with its own.  One
+ * older than PG_TICKET_LIFETIME_S is used up too, and refused.
  */
 static int use_ticket(struct request *q, int dir, struct pg_tokenset *set)
 {
@@ -43,8 +44,15 @@ static int use_ticket(struct request *q, int dir, struct pg_tokenset *set)
         return pg_fail(&q->err, PG_ERR_DENIED,
                        "the sign-in ticket is not the stored sign-in's (used already, replaced "
                        "by a later sign-in, or never issued): sign in again");
+    bool fresh = pg_store_ticket_fresh(set, (int64_t)time(NULL));
     pg_free_secret(TAKE_PTR(set->enroll_ticket));
-    return pg_store_write(dir, set, &q->err);
+    int r = pg_store_write(dir, set, &q->err);
+    if (r == 0 && !fresh)
+        r = pg_fail(&q->err, PG_ERR_DENIED,
+                    "the sign-in made for this change is more than %d minutes old: sign in "
+                    "again",
+                    PG_TICKET_LIFETIME_S / 60);
+    return r;
 }
 
 /* The Azure DevOps access token, from the stored set (rotation kept). */

@@ -53,7 +53,8 @@ bool pg_gate_ticket_current(const struct pg_config *cfg, uid_t uid, uid_t owner,
     int dir = -1;
     bool ok = false;
     if (ticket && pg_store_open(cfg->state_dir, uid, false, owner, &dir, &ignored) == 0) {
-        ok = pg_store_read(dir, owner, &ts, &ignored) == 0 && pg_store_ticket_matches(&ts, ticket);
+        ok = pg_store_read(dir, owner, &ts, &ignored) == 0 &&
+             pg_store_ticket_matches(&ts, ticket) && pg_store_ticket_fresh(&ts, time(NULL));
         close(dir);
     }
     pg_tokenset_clear(&ts);

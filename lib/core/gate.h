@@ -40,8 +40,9 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
 
 struct pg_tokenset;
 
-/* Whether `ticket` is the enrollment ticket of the set stored for uid (a
- * read, no change: only the helper consumes a ticket, under the lock). */
+/* Whether `ticket` is the enrollment ticket of the set stored for uid,
+ * still fresh (pg_store_ticket_fresh) (a read, no change: only the helper
+ * consumes a ticket, under the lock). */
 bool pg_gate_ticket_current(const struct pg_config *cfg, uid_t uid, uid_t owner,
                             const char *ticket);
 

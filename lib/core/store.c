@@ -53,6 +53,12 @@ bool pg_store_ticket_matches(const struct pg_tokenset *ts, const char *ticket)
     return diff == 0;
 }
 
+bool pg_store_ticket_fresh(const struct pg_tokenset *ts, int64_t now)
+{
+    int64_t age = now - ts->signed_in_at;
+    return ts->signed_in_at > 0 && age >= -60 && age <= PG_TICKET_LIFETIME_S;
+}
+
 static int check_dir(int fd, const char *what, uid_t owner, bool root_ok, bool exact_0700,
                      struct pg_error *err)
 {

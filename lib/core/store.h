@@ -43,6 +43,16 @@ struct pg_tokenset {
  * time.  A set without one matches nothing. */
 bool pg_store_ticket_matches(const struct pg_tokenset *ts, const char *ticket);
 
+/* How long after its sign-in a ticket counts: the change it was made for
+ * follows within seconds (sudo's command, the same login's session). */
+#define PG_TICKET_LIFETIME_S 900
+
+/* Whether the set's ticket is still within PG_TICKET_LIFETIME_S of its
+ * sign-in at `now` (a clock set back by more than a minute ends it too):
+ * one nobody used, because the agent was registered already or the
+ * command never ran, does not stay good for a later change. */
+bool pg_store_ticket_fresh(const struct pg_tokenset *ts, int64_t now);
+
 /* Clear every secret and free; leaves an empty set. */
 void pg_tokenset_clear(struct pg_tokenset *ts);
 

@@ -261,6 +261,28 @@ static void test_lock(void **state)
     close(dir);
 }
 
+/* A ticket matches only itself, whole, and counts only for
+ * PG_TICKET_LIFETIME_S after its sign-in. */
+static void test_ticket(void **state)
+{
+    (void)state;
+    char ticket[] = "0123456789abcdef0123456789abcdef";
+    struct pg_tokenset ts = {.enroll_ticket = ticket, .signed_in_at = 1000000};
+    assert_true(pg_store_ticket_matches(&ts, "0123456789abcdef0123456789abcdef"));
+    assert_false(pg_store_ticket_matches(&ts, "0123456789abcdef0123456789abcde"));
+    assert_false(pg_store_ticket_matches(&ts, "0123456789abcdef0123456789abcdee"));
+    assert_false(pg_store_ticket_matches(&ts, NULL));
+    assert_true(pg_store_ticket_fresh(&ts, 1000000));
+    assert_true(pg_store_ticket_fresh(&ts, 1000000 + PG_TICKET_LIFETIME_S));
+    assert_false(pg_store_ticket_fresh(&ts, 1000000 + PG_TICKET_LIFETIME_S + 1));
+    assert_true(pg_store_ticket_fresh(&ts, 1000000 - 60));
+    assert_false(pg_store_ticket_fresh(&ts, 1000000 - 61)); /* the clock set far back */
+    ts.signed_in_at = 0;                                    /* of unknown age */
+    assert_false(pg_store_ticket_fresh(&ts, 1000000));
+    ts.enroll_ticket = NULL;
+    assert_false(pg_store_ticket_matches(&ts, "0123456789abcdef0123456789abcdef"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_full_disk_keeps_old_set),
         cmocka_unit_test(test_kill_at_any_instant),
         cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_ticket),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
