@@ -98,9 +98,19 @@ int pg_child_reset(int in, int out, int errfd)
 {
     sigset_t none;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-    if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-        dup2(errfd, STDERR_FILENO) < 0)
-        return -1;
+    /* Any of the three that is 0, 1 or 2 is copied above 2 first: in a host
+     * whose 0-2 were closed, socketpair, pipe and open hand those out, and
+     * a dup2 onto one of them would overwrite a descriptor still to be
+     * placed (the helper's /dev/null at 0 became its socket as stderr),
+     * while dup2 onto itself keeps close-on-exec (systemctl's pipe at 1 was
+     * closed at execve). */
+    int fd[3] = {in, out, errfd};
+    for (int i = 0; i < 3; i++)
+        if (fd[i] <= STDERR_FILENO && (fd[i] = fcntl(fd[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            return -1;
+    for (int i = 0; i < 3; i++)
+        if (dup2(fd[i], i) < 0)
+            return -1;
     closefrom(STDERR_FILENO + 1);
     /* The host's mask and handlers are not the child's: execve keeps the
      * mask and ignored signals, so reset both. */

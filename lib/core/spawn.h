@@ -53,9 +53,10 @@ int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error 
 
 /*
  * In a forked child, before execve (async-signal-safe calls only): in, out
- * and errfd become descriptors 0, 1 and 2, every other descriptor is
- * closed, the signal mask is emptied and every disposition is the default.
- * -1 when a descriptor cannot be placed.
+ * and errfd become descriptors 0, 1 and 2 (whichever they are, 0-2
+ * included), every other descriptor is closed, the signal mask is emptied
+ * and every disposition is the default.  -1 when a descriptor cannot be
+ * placed.
  */
 int pg_child_reset(int in, int out, int errfd);
 

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -177,6 +179,81 @@ static void test_reaped_elsewhere(void **state)
     assert_int_equal(fcntl(STDIN_FILENO, F_GETFD), fd0);
 }
 
+/* Move fd to `at` (closing what was there), close-on-exec as the spawners'
+ * O_CLOEXEC descriptors are. */
+static int place(int fd, int at)
+{
+    if (fd != at && (dup3(fd, at, O_CLOEXEC) < 0 || close(fd) < 0))
+        return -1;
+    return fcntl(at, F_SETFD, FD_CLOEXEC) < 0 ? -1 : at;
+}
+
+/* Whether descriptor n is the open file `want` with close-on-exec off. */
+static bool is(int n, const struct stat *want)
+{
+    struct stat st;
+    return fstat(n, &st) == 0 && st.st_dev == want->st_dev && st.st_ino == want->st_ino &&
+           fcntl(n, F_GETFD) == 0;
+}
+
+/* In a child: in, out and err at descriptors at[0..2] (one file where two
+ * are equal), which may be 0, 1 or 2 already: a host whose standard
+ * descriptors are closed gets those from socketpair, pipe or open.  0 when
+ * pg_child_reset left exactly them at 0, 1, 2, inheritable, and nothing
+ * else open. */
+static int reset_at(const int at[3])
+{
+    int p[2], q[2], m = memfd_create("err", MFD_CLOEXEC);
+    struct stat want[3];
+    if (pipe2(p, O_CLOEXEC) < 0 || pipe2(q, O_CLOEXEC) < 0 || m < 0 || fstat(p[0], &want[0]) ||
+        fstat(q[1], &want[1]) || fstat(m, &want[2]))
+        return 10;
+    /* Nothing else open, and the three where the case wants them. */
+    int src[3] = {p[0], q[1], m}, fd[3];
+    for (int i = 0; i < 3; i++)
+        if (dup3(src[i], 40 + i, O_CLOEXEC) < 0)
+            return 11;
+    for (int n = 0; n < 40; n++)
+        close(n);
+    for (int i = 0; i < 3; i++) {
+        int same = i && at[i] == at[i - 1] ? i - 1 : i == 2 && at[2] == at[0] ? 0 : -1;
+        if (same >= 0) /* one file for two (the helper's socket, systemctl's pipe) */
+            want[i] = want[same], fd[i] = fd[same];
+        else if ((fd[i] = place(40 + i, at[i])) < 0)
+            return 11;
+    }
+    if (pg_child_reset(fd[0], fd[1], fd[2]) < 0)
+        return 12;
+    for (int i = 0; i < 3; i++)
+        if (!is(i, &want[i]))
+            return 1 + i;
+    for (int n = 3; n < 64; n++)
+        if (fcntl(n, F_GETFD) >= 0)
+            return 4;
+    return 0;
+}
+
+/* pg_child_reset places in, out and err whatever descriptors they are.  In a
+ * host with 0-2 closed, the helper's socket is 2 and its /dev/null 0; with
+ * 0 and 1 closed, systemctl's pipe is 1, the CLI's helper socket 1. */
+static void test_child_reset(void **state)
+{
+    (void)state;
+    static const int cases[][3] = {{30, 30, 31}, {2, 2, 0}, {1, 1, 2}, {2, 1, 1}, {3, 2, 2},
+                                   {0, 0, 1},    {2, 1, 0}, {1, 2, 0}, {0, 1, 2}, {5, 6, 0}};
+    for (size_t i = 0; i < PG_ARRAY_SIZE(cases); i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(reset_at(cases[i]));
+        int ws = 0;
+        assert_int_equal(waitpid(pid, &ws, 0), pid);
+        if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+            fail_msg("in, out, err at %d, %d, %d: check %d failed", cases[i][0], cases[i][1],
+                     cases[i][2], WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -185,10 +262,9 @@ int main(int argc, char **argv)
     if (!realpath(argv[0], self))
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sigchld_ignored),
-        cmocka_unit_test(test_sigchld_handler),
-        cmocka_unit_test(test_stop_running),
-        cmocka_unit_test(test_reaped_elsewhere),
+        cmocka_unit_test(test_sigchld_ignored), cmocka_unit_test(test_sigchld_handler),
+        cmocka_unit_test(test_stop_running),    cmocka_unit_test(test_reaped_elsewhere),
+        cmocka_unit_test(test_child_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
