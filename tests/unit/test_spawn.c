@@ -254,6 +254,42 @@ static void test_child_reset(void **state)
     }
 }
 
+/* The host's handler, which must never run in the child. */
+static void host_handler(int sig)
+{
+    (void)sig;
+    _exit(99);
+}
+
+/* A signal pending in the child (blocked by the host, or by the spawner
+ * across fork) meets the default disposition once pg_child_reset unblocks
+ * it, never the host's handler: in the child that handler would act on
+ * the host's pipes and files as if it were the host. */
+static void test_child_reset_signals(void **state)
+{
+    (void)state;
+    struct sigaction mine = {.sa_handler = host_handler}, old;
+    sigset_t urg, was;
+    sigemptyset(&mine.sa_mask);
+    sigemptyset(&urg);
+    sigaddset(&urg, SIGURG); /* ignored by default */
+    assert_int_equal(sigaction(SIGURG, &mine, &old), 0);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &urg, &was), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        raise(SIGURG);
+        _exit(null < 0 || pg_child_reset(null, null, null) < 0 ? 12 : 0);
+    }
+    assert_int_equal(sigprocmask(SIG_SETMASK, &was, NULL), 0);
+    assert_int_equal(sigaction(SIGURG, &old, NULL), 0);
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        fail_msg("the child ended with wait status %d (exit 99: the host's handler ran)", ws);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -264,7 +300,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigchld_ignored), cmocka_unit_test(test_sigchld_handler),
         cmocka_unit_test(test_stop_running),    cmocka_unit_test(test_reaped_elsewhere),
-        cmocka_unit_test(test_child_reset),
+        cmocka_unit_test(test_child_reset),     cmocka_unit_test(test_child_reset_signals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
