@@ -883,6 +883,8 @@ static int enroll_command(const struct globals *g, const char *cmd, int argc, ch
         /* Unattended, a denial is the gate's (or Azure DevOps') verdict on the identity. */
         audit_enroll(cmd, &pw, who, cfg, &done,
                      a.unattended && v == PG_ERR_DENIED ? "refused" : "failed", err.msg);
+        /* (The helper's text, which quotes Azure DevOps and the provider, for a terminal.) */
+        pg_printable(err.msg, sizeof(err.msg), err.msg);
         r = complain(exit_code(v), "%s: %s", cmd, err.msg);
         if (done.refusal.fix[0])
             complain(r, "what the administrator can do: %s", done.refusal.fix);
