@@ -12,10 +12,14 @@
  * alone, and pam_authenticate followed by pam_acct_mgmt (as sshd calls
  * them; the account phase verifies the token again).  It prints median and
  * p99 of each and the difference, in wall-clock time and in the thread's
- * CPU time (which a busy machine disturbs less).  The helper path does not
- * exist: the fast path must not need it.  Memory: VmRSS before and after
- * the first handle loads the module, and after its first authentication
- * (libcrypto and jansson are already loaded, as in sshd).
+ * CPU time (which a busy machine disturbs less); beside them the CPU time
+ * of pam_start + pam_end (where the host loads and unloads the module, so
+ * costs moved there stay visible) and the page faults per authentication
+ * (each first touch of a page of the freshly mapped module may be one).
+ * The helper path does not exist: the fast path must not need it.
+ * Memory: VmRSS before and after the first handle loads the module, and
+ * after its first authentication (libcrypto and jansson are already
+ * loaded, as in sshd).
  */
 #include <fcntl.h>
 #include <pwd.h>
