@@ -156,20 +156,21 @@ static bool uid_of(const char *name, uid_t *uid)
 }
 
 /*
- * Whether users= gates `user` (no users=: every account is gated).  The
- * listed names are resolved to uids at every call and compared with the
- * user's uid, as the store is keyed: an alias or another spelling of a
- * listed account is gated too.  Fail closed: an empty or malformed list,
- * or a name no account has, is PAM_SERVICE_ERR with a line saying which,
- * for every account, never PAM_IGNORE.  PAM_IGNORE: not listed.
+ * Whether users= gates the account whose uid is *uid (NULL: no such
+ * account; no users=: every account is gated).  The listed names are
+ * resolved to uids at every call and compared with the user's uid, as the
+ * store is keyed: an alias or another spelling of a listed account is
+ * gated too.  Fail closed: an empty or malformed list, or a name no
+ * account has, is PAM_SERVICE_ERR with a line saying which, for every
+ * account, never PAM_IGNORE.  PAM_IGNORE: not listed.
  */
-static int users_gate(pam_handle_t *pamh, const char *users, const char *user)
+static int users_gate(pam_handle_t *pamh, const char *users, const uid_t *uid)
 {
-    uid_t want = 0, uid = 0;
+    uid_t want = 0;
     char name[256], shown[300];
     if (!users)
         return PAM_SUCCESS;
-    bool known = user && uid_of(user, &uid), in = false;
+    bool known = uid != NULL, in = false;
     pg_printable(shown, sizeof(shown), users);
     for (const char *p = users;; p++) {
         size_t len = strcspn(p, ",");
@@ -184,7 +185,7 @@ static int users_gate(pam_handle_t *pamh, const char *users, const char *user)
                        name);
             return PAM_SERVICE_ERR;
         }
-        in = in || (known && want == uid);
+        in = in || (known && want == *uid);
         p += len;
         if (!*p)
             break;
@@ -572,13 +573,16 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
         return r;
     if ((r = pam_get_user(pamh, &g->user, NULL)) != PAM_SUCCESS || !g->user || !g->user[0])
         return r == PAM_CONV_AGAIN ? PAM_INCOMPLETE : PAM_USER_UNKNOWN;
-    if ((r = users_gate(pamh, g->a.users, g->user)) != PAM_SUCCESS)
+    /* One look-up of the account, for users= and for its uid. */
+    char buf[4096];
+    struct passwd pw, *found = NULL;
+    if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0)
+        found = NULL;
+    if ((r = users_gate(pamh, g->a.users, found ? &found->pw_uid : NULL)) != PAM_SUCCESS)
         return r;
     pam_get_item(pamh, PAM_SERVICE, (const void **)&g->service);
     pam_get_item(pamh, PAM_TTY, (const void **)&g->tty);
-    char buf[4096];
-    struct passwd pw, *found = NULL;
-    if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0 || !found) {
+    if (!found) {
         /* The client's own text, before any authentication: quoted, one value. */
         char line[512] = "no local account:";
         pg_audit_field(line, sizeof(line), "user", g->user, true);
@@ -683,10 +687,12 @@ PG_PAM_EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, cons
 static int bystander(pam_handle_t *pamh, int argc, const char **argv, struct args *a)
 {
     const void *user = NULL;
+    uid_t uid = 0;
     int r = parse_args(pamh, argc, argv, a);
     if (r == PAM_SUCCESS && a->users && pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS)
         user = NULL;
-    return r == PAM_SUCCESS ? users_gate(pamh, a->users, user) : r;
+    bool known = r == PAM_SUCCESS && a->users && user && uid_of(user, &uid);
+    return r == PAM_SUCCESS ? users_gate(pamh, a->users, known ? &uid : NULL) : r;
 }
 
 /* poolgate sets no credentials: the decision is made in auth and account. */
