@@ -673,7 +673,11 @@ static void test_app_token_refused(void **state)
     int acct = _pamtest_conv("pg-acct-app", user, NULL, NULL, t, 1, NULL);
     service("pg-auth-app", "auth required MOD\n");
     struct operator op3 = {NULL, role, ANSWER, 0, 0, ""};
+    /* Nobody signs in after the refusal: a code of 3 s ends the wait, not
+     * login_timeout (60 s). */
+    configure("expires_in", "3");
     int cached = run("pg-auth-app", &op3, 0, PAMTEST_ACCOUNT, NULL);
+    configure("expires_in", "900");
     signer_idtyp = "";
     write_conf(conf, "");
     forget();
