@@ -462,7 +462,7 @@ static int stored_identity(const struct globals *g, const struct pg_config *cfg,
 {
     struct pg_error err = {0};
     char *gate = NULL;
-    if (pg_gate_stored(cfg, uid, h->uid, &gate, has_refresh, NULL, &err) < 0)
+    if (pg_gate_stored(cfg, uid, h->uid, &gate, has_refresh, NULL, NULL, &err) < 0)
         return complain(EXIT_DENIED, "not signed in (%s)", err.msg);
     int r = verify_cached(g, cfg, h, gate, 0, res);
     pg_free_secret(gate);
@@ -761,11 +761,10 @@ static bool signed_in_for_command(const struct globals *g, const struct pg_confi
 {
     struct pg_error err = {0};
     char *gate = NULL;
-    bool refresh = false;
-    if (!ticket || !pg_gate_ticket_current(cfg, uid, h->uid, ticket) ||
-        pg_gate_stored(cfg, uid, h->uid, &gate, &refresh, NULL, &err) < 0)
+    bool refresh = false, current = false;
+    if (!ticket || pg_gate_stored(cfg, uid, h->uid, &gate, &refresh, ticket, &current, &err) < 0)
         return false;
-    int v = verify_cached(g, cfg, h, gate, 0, res);
+    int v = current ? verify_cached(g, cfg, h, gate, 0, res) : -1;
     pg_free_secret(gate);
     if (v == PG_ERR_TOKEN)
         report_verify(v, res); /* why the sign-in before the command does not count */

@@ -410,7 +410,7 @@ static int stored(struct gate *g, bool allow_refresh)
     struct pg_error err = {0};
     char *token = NULL;
     bool has_refresh = false;
-    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, NULL, &err);
+    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, NULL, NULL, &err);
     if (r < 0) {
         snprintf(g->reason, sizeof(g->reason), "not signed in: %.200s", err.msg);
         /* Nothing stored is a refusal; an unsafe store is a broken host. */
@@ -740,15 +740,17 @@ static int person_signed_in(struct gate *g, const char *ticket)
     const void *kept = NULL;
     struct pg_error err = {0};
     char *token = NULL;
-    bool has_refresh = false, here = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept;
-    int r = pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, NULL, &err);
+    bool has_refresh = false, current = false,
+         here = pam_get_data(g->pamh, DATA_KEY, &kept) == PAM_SUCCESS && kept;
+    int r =
+        pg_gate_stored(g->cfg, g->uid, g->helper.uid, &token, &has_refresh, ticket, &current, &err);
     if (!ticket) {
         snprintf(g->reason, sizeof(g->reason),
                  "registration needs a device-code sign-in at this login; a stored or refreshed "
                  "token never registers. Log in again after `poolgate logout`, or run `sudo "
                  "poolgate register`");
         r = PG_ERR_DENIED;
-    } else if (r == 0 && !pg_gate_ticket_current(g->cfg, g->uid, g->helper.uid, ticket)) {
+    } else if (r == 0 && !current) {
         snprintf(g->reason, sizeof(g->reason),
                  "the sign-in ticket of this login is not the stored sign-in's (used already, or "
                  "replaced by a later sign-in); log in again");

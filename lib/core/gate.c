@@ -18,7 +18,8 @@
 #include "store.h"
 
 int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **token,
-                   bool *has_refresh, int64_t *signed_in_at, struct pg_error *err)
+                   bool *has_refresh, const char *ticket, bool *ticket_current,
+                   struct pg_error *err)
 {
     struct pg_tokenset ts = {0};
     int dir = -1;
@@ -38,27 +39,13 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
         r = PG_ERR_IO; /* as good as nothing stored: a sign-in follows */
     else {
         *has_refresh = ts.refresh_token != NULL;
-        if (signed_in_at)
-            *signed_in_at = ts.signed_in_at;
+        if (ticket_current)
+            *ticket_current = ticket && pg_store_ticket_matches(&ts, ticket) &&
+                              pg_store_ticket_fresh(&ts, (int64_t)time(NULL));
         *token = TAKE_PTR(*gate);
     }
     pg_tokenset_clear(&ts);
     return r;
-}
-
-bool pg_gate_ticket_current(const struct pg_config *cfg, uid_t uid, uid_t owner, const char *ticket)
-{
-    struct pg_tokenset ts = {0};
-    struct pg_error ignored = {0};
-    int dir = -1;
-    bool ok = false;
-    if (ticket && pg_store_open(cfg->state_dir, uid, false, owner, &dir, &ignored) == 0) {
-        ok = pg_store_read(dir, owner, &ts, &ignored) == 0 &&
-             pg_store_ticket_matches(&ts, ticket) && pg_store_ticket_fresh(&ts, time(NULL));
-        close(dir);
-    }
-    pg_tokenset_clear(&ts);
-    return ok;
 }
 
 int pg_sign_in_fresh(const struct pg_config *cfg, const struct pg_tokenset *ts, int64_t now,

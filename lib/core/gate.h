@@ -31,20 +31,16 @@ enum pg_gate_keys {
 
 /* The gate token (id_token or access_token, per `validate`) of the set
  * stored for uid, as a copy to release with pg_free_secret(); *has_refresh
- * tells whether a refresh token is stored too, and *signed_in_at (when not
- * NULL) when the device-code sign-in behind the set was made (0 unknown).
- * PG_ERR_IO when none, and when the sign-in behind the set is older than
- * sign_in_max_age. */
+ * tells whether a refresh token is stored too, and *ticket_current (when
+ * not NULL) whether `ticket` is the set's enrollment ticket, still fresh
+ * (pg_store_ticket_fresh): a read, no change, for registration's check;
+ * only the helper consumes a ticket, under the lock.  PG_ERR_IO when none,
+ * and when the sign-in behind the set is older than sign_in_max_age. */
 int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **token,
-                   bool *has_refresh, int64_t *signed_in_at, struct pg_error *err);
+                   bool *has_refresh, const char *ticket, bool *ticket_current,
+                   struct pg_error *err);
 
 struct pg_tokenset;
-
-/* Whether `ticket` is the enrollment ticket of the set stored for uid,
- * still fresh (pg_store_ticket_fresh) (a read, no change: only the helper
- * consumes a ticket, under the lock). */
-bool pg_gate_ticket_current(const struct pg_config *cfg, uid_t uid, uid_t owner,
-                            const char *ticket);
 
 /* PG_ERR_DENIED, with what to do, when sign_in_max_age is set and the
  * device sign-in behind `ts` is older than that at `now` (or of unknown

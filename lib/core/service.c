@@ -403,15 +403,11 @@ static int systemctl(const struct pg_config *cfg, const char *const args[], char
     /* The host may ignore SIGCHLD (the status would be lost) or reap from
      * a handler: neither while systemctl runs. */
     sigaction(SIGCHLD, &dfl, &host);
-    /* Nor one of its handlers in the child (pg_child_reset). */
-    sigset_t all, mask;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &mask);
-    pid_t pid = fork();
+    /* Nor one of its handlers in the child (pg_fork_blocked). */
+    pid_t pid = pg_fork_blocked();
     if (pid == 0)
         systemctl_child(cfg->systemctl, argv, p[1]);
     int e = pid < 0 ? errno : 0;
-    pthread_sigmask(SIG_SETMASK, &mask, NULL);
     close(p[1]);
     if (pid > 0)
         collect(p[0], pid, out, outsz);

@@ -114,13 +114,26 @@ int pg_child_reset(int in, int out, int errfd)
     closefrom(STDERR_FILENO + 1);
     /* The host's mask and handlers are not the child's: execve keeps the
      * mask and ignored signals, so reset both, the handlers first: a signal
-     * pending here (the spawner blocks all across fork) must not run a
+     * pending here (pg_fork_blocked blocks all across fork) must not run a
      * host handler in this process once unblocked. */
     for (int s = 1; s < NSIG; s++)
         sigaction(s, &dfl, NULL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     return 0;
+}
+
+pid_t pg_fork_blocked(void)
+{
+    sigset_t all, host;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &host);
+    pid_t pid = fork();
+    int e = errno;
+    if (pid != 0)
+        pthread_sigmask(SIG_SETMASK, &host, NULL);
+    errno = e;
+    return pid;
 }
 
 static _Noreturn void child(const struct pg_helper *h, int sock, int errfd)
@@ -182,16 +195,10 @@ int pg_helper_start(struct pg_helper *h, enum pg_msg_type type, json_t *request,
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigemptyset(&dfl.sa_mask);
     h->chld_saved = sigaction(SIGCHLD, &dfl, &h->chld) == 0;
-    /* Nor may a host handler run in the child before it resets them:
-     * every signal waits across fork (pg_child_reset). */
-    sigset_t all, host;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &host);
-    pid_t pid = h->chld_saved ? fork() : -1;
+    pid_t pid = h->chld_saved ? pg_fork_blocked() : -1;
     if (pid == 0)
         child(h, sv[1], h->stderr_fd < 0 ? devnull : h->stderr_fd);
     int e = errno;
-    pthread_sigmask(SIG_SETMASK, &host, NULL);
     close(sv[1]);
     if (devnull >= 0)
         close(devnull);

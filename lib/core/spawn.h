@@ -61,6 +61,14 @@ int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error 
 int pg_child_reset(int in, int out, int errfd);
 
 /*
+ * fork() with every signal blocked across it, so that no handler of the
+ * host runs in the child before pg_child_reset() puts the defaults back;
+ * the parent's mask is restored at once, the child keeps all blocked until
+ * pg_child_reset() empties the mask.  fork's result, errno kept.
+ */
+pid_t pg_fork_blocked(void);
+
+/*
  * Start the helper: fork, and in the child (async-signal-safe calls only)
  * wire the socket to stdin and stdout, close every other descriptor, reset
  * the signal mask and dispositions, drop to h->uid/h->gid when root (groups,
