@@ -601,7 +601,7 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
     /* The helper account writes the store and the key cache this module
      * believes: the account it gates (under sudo, the one asking for root)
      * would pass at will if it were that account. */
-    if (geteuid() == 0 && g->helper.uid != 0 && g->helper.uid == g->uid) {
+    if (g->helper.uid != 0 && g->helper.uid == g->uid && geteuid() == 0) {
         pam_syslog(pamh, LOG_ERR,
                    "helper_user %s is the account '%s' being authenticated: give the helper an "
                    "account of its own",

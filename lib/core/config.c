@@ -623,7 +623,10 @@ out:
     return r;
 }
 
-static int read_all(int fd, char *buf, size_t cap, size_t *len)
+/* Read up to `cap` bytes of a regular file that fstat found `expect` bytes
+ * long.  A short read that brings at least that much is its end: that
+ * spares the read that would only say so (a system call on every login). */
+static int read_all(int fd, char *buf, size_t cap, size_t expect, size_t *len)
 {
     size_t n = 0;
     for (;;) {
@@ -634,8 +637,9 @@ static int read_all(int fd, char *buf, size_t cap, size_t *len)
             return -errno;
         if (k == 0)
             break;
+        bool short_read = (size_t)k < cap - n;
         n += (size_t)k;
-        if (n == cap)
+        if (n == cap || (short_read && n >= expect))
             break;
     }
     *len = n;
@@ -667,7 +671,7 @@ static int check_ca_file(const struct pg_config *cfg, struct pg_error *err)
     if (!cfg->ca_file)
         return 0;
     snprintf(what, sizeof(what), "%s: ca_file %s", cfg->path, cfg->ca_file);
-    int r = pg_open_trusted_path(cfg->ca_file, geteuid(), what, &fd, err);
+    int r = pg_open_trusted_path(cfg->ca_file, geteuid(), what, &fd, NULL, err);
     if (r == 0)
         close(fd);
     return r;
@@ -678,7 +682,8 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
     if (!path || !out)
         return pg_fail(err, PG_ERR_ARG, "invalid arguments");
     int fd = -1;
-    int r = pg_open_trusted_path(path, geteuid(), path, &fd, err);
+    size_t size = 0;
+    int r = pg_open_trusted_path(path, geteuid(), path, &fd, &size, err);
     if (r < 0)
         return r;
 
@@ -687,7 +692,7 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
     size_t len = 0;
     if (!buf)
         r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
-    if (r == 0 && (r = read_all(fd, buf, CONFIG_MAX_BYTES + 1, &len)) < 0)
+    if (r == 0 && (r = read_all(fd, buf, CONFIG_MAX_BYTES + 1, size, &len)) < 0)
         r = pg_fail(err, PG_ERR_IO, "%s: %s", path, strerror(-r));
     close(fd);
     if (r == 0 && len > CONFIG_MAX_BYTES)

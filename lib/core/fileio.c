@@ -5,7 +5,7 @@
  * caller has checked (or, for the few paths the configuration names, by
  * pg_open_trusted(): O_NOFOLLOW, then type, owner and mode checked on the
  * descriptor, and for the configuration and ca_file pg_open_trusted_path():
- * every directory above checked the same way first); refuse anything but
+ * every directory above checked first, from "/" down); refuse anything but
  * a private regular file of its expected owner (the helper account); never
  * leave a torn file behind.
  */
@@ -46,7 +46,7 @@ static int check_trusted(const struct stat *st, bool dir, uid_t owner, const cha
 /* Open `name` in `dirfd` (AT_FDCWD: `path` itself) under the rule of
  * pg_open_trusted(). */
 static int open_trusted_at(int dirfd, const char *name, bool dir, uid_t owner, const char *what,
-                           int *fd, struct pg_error *err)
+                           int *fd, size_t *size, struct pg_error *err)
 {
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (dir ? O_DIRECTORY : 0);
     int f = openat(dirfd, name, flags), e = errno;
@@ -68,13 +68,15 @@ static int open_trusted_at(int dirfd, const char *name, bool dir, uid_t owner, c
         return r;
     }
     *fd = f;
+    if (size)
+        *size = (size_t)st.st_size;
     return 0;
 }
 
 int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, int *fd,
                     struct pg_error *err)
 {
-    return open_trusted_at(AT_FDCWD, path, dir, owner, what, fd, err);
+    return open_trusted_at(AT_FDCWD, path, dir, owner, what, fd, NULL, err);
 }
 
 /*
@@ -103,42 +105,35 @@ static int check_parent(const struct stat *st, uid_t owner, const char *dir, con
     return 0;
 }
 
-/* One step of the walk: open `name` below *dirfd (NULL: "/"), check it as
- * `dir`, and make it the new *dirfd.  *missed: it could not be opened as a
- * directory without following a link (rather than failing its check). */
-static int walk_step(int *dirfd, const char *name, const char *dir, uid_t owner, const char *prefix,
-                     bool *missed, struct pg_error *err)
+/* One step of the walk: check the directory `dir` names (the path cut after
+ * the component), by name, without following a link in that component.
+ * *missed: it is not a directory reached without a link (a link, or
+ * missing), rather than one that failed its check. */
+static int walk_step(const char *dir, uid_t owner, const char *prefix, bool *missed,
+                     struct pg_error *err)
 {
-    int d = name ? openat(*dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                 : open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
-    int r;
-    *missed = d < 0;
-    if (d >= 0 && fstat(d, &st) == 0) {
-        r = check_parent(&st, owner, dir, prefix, err);
-    } else {
-        /* (A component that became a link or a file since realpath: PERM.) */
-        int e = errno;
-        r = pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
-                    prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e));
-    }
-    if (*dirfd >= 0)
-        close(*dirfd);
-    *dirfd = d;
-    return r;
+    int e = fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
+    if (e == 0 && S_ISLNK(st.st_mode))
+        e = ELOOP;
+    *missed = e != 0;
+    if (e == 0)
+        return check_parent(&st, owner, dir, prefix, err);
+    /* (A component that became a link or a file since realpath: PERM.) */
+    return pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
+                   prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e));
 }
 
 /* Walk `dir` (absolute, without an empty, "." or ".." component) down from
- * "/"; *dirfd ends on its last directory.  While a component is checked,
- * dir is cut after it, to name it. */
-static int walk(char *dir, uid_t owner, const char *prefix, int *dirfd, bool *missed,
-                struct pg_error *err)
+ * "/", checking each directory before the next is looked up through it.
+ * While a component is checked, dir is cut after it, to name it. */
+static int walk(char *dir, uid_t owner, const char *prefix, bool *missed, struct pg_error *err)
 {
-    int r = walk_step(dirfd, NULL, "/", owner, prefix, missed, err);
+    int r = walk_step("/", owner, prefix, missed, err);
     for (char *p = dir + 1; r == 0 && *p;) {
         char *end = strchrnul(p, '/'), save = *end;
         *end = '\0';
-        r = walk_step(dirfd, p, dir, owner, prefix, missed, err);
+        r = walk_step(dir, owner, prefix, missed, err);
         *end = save;
         p = save ? end + 1 : end;
     }
@@ -147,7 +142,7 @@ static int walk(char *dir, uid_t owner, const char *prefix, int *dirfd, bool *mi
 
 /* Whether `dir` is spelled as realpath() spells a directory: absolute,
  * without an empty, "." or ".." component.  (Links do not show in the
- * spelling: the walk's O_NOFOLLOW meets them.) */
+ * spelling: the walk meets them.) */
 static bool plain_absolute(const char *dir)
 {
     if (dir[0] != '/')
@@ -164,57 +159,62 @@ static bool plain_absolute(const char *dir)
 }
 
 /*
- * OpenSSH's safe_path(), done on descriptors.  The parent is resolved with
- * realpath() (links in the directories are allowed; what counts is where
- * they lead), then walked down from "/": each component is opened with
- * O_PATH|O_NOFOLLOW relative to the descriptor of the directory above it,
- * which was checked first, and is checked with fstat on its own
- * descriptor; the file is finally opened relative to the last of them.
- * Why this is race-free: a checked directory can be changed only by root
- * or `owner` (or, sticky, its entries only by their owners), so nobody
- * else can swap a component below it after the check; a swap before the
- * walk reaches it makes O_NOFOLLOW or the check fail, never a pass.  The
- * descriptors, not the names, carry the result from one step to the next.
+ * OpenSSH's safe_path().  The parent is resolved with realpath() (links in
+ * the directories are allowed; what counts is where they lead), then walked
+ * down from "/": each directory is checked with fstatat(AT_SYMLINK_NOFOLLOW)
+ * on its path, and only then is the next one looked up through it; the file
+ * is finally opened by its path under these directories, with O_NOFOLLOW,
+ * and checked on its descriptor.
  *
- * A parent already spelled as realpath() would spell it is walked as it
- * is first (the common case: a readlink per component saved on every
- * login); only when a component cannot be opened that way (a link, or
- * missing) is the walk made again on realpath()'s answer.  Both walks
- * check the same directories when the first one reaches its end: every
- * component it opened was a directory, not a link.
+ * Why this is race-free: a checked directory can be changed only by root
+ * or `owner` (or, sticky, its entries only by their owners), so once "/" and
+ * then each directory below it has passed, nobody else can rename, replace
+ * or turn into a link any component of the path, between the checks or
+ * before the open; a swap before a check makes that check fail (a link, a
+ * stranger's directory), never pass.  The file itself is checked on the
+ * descriptor that is read.  (This is the argument OpenSSH makes; a walk on
+ * descriptors gives no more against anyone but root and `owner`, and costs
+ * two more system calls a directory on every login.)
+ *
+ * A parent already spelled as realpath() would spell it is walked as it is
+ * first (the common case: a readlink per component saved on every login);
+ * only when a component is a link or missing is the walk made again on
+ * realpath()'s answer.  Both walks check the same directories when the
+ * first one reaches its end: every component it met was a directory, not a
+ * link.
  */
-int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd,
+int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd, size_t *size,
                          struct pg_error *err)
 {
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     char *parent = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *real = NULL, *full = NULL;
     const char *prefix = strcmp(what, path) == 0 ? NULL : what;
-    int r = 0, dirfd = -1;
+    int r = 0;
     bool missed = true;
     if (!parent)
         return pg_fail(err, PG_ERR_NOMEM, "out of memory");
     if (*base && plain_absolute(parent))
-        r = walk(parent, owner, prefix, &dirfd, &missed, err);
+        r = walk(parent, owner, prefix, &missed, err);
     if (missed) {
-        char *real = realpath(parent, NULL);
+        real = realpath(parent, NULL);
         int e = errno;
-        if (dirfd >= 0)
-            close(dirfd);
-        dirfd = -1;
         if (!real)
             r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(e));
         else if (!*base)
             r = pg_fail(err, PG_ERR_PERM, "%s: not a regular file", what);
-        else
-            r = walk(real, owner, prefix, &dirfd, &missed, err);
-        free(real);
+        else if ((r = walk(real, owner, prefix, &missed, err)) == 0 &&
+                 asprintf(&full, "%s%s%s", real, strcmp(real, "/") ? "/" : "", base) < 0) {
+            full = NULL;
+            r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
+        }
     }
-    free(parent);
     if (r == 0)
-        r = open_trusted_at(dirfd, base, false, owner, what, fd, err);
-    if (dirfd >= 0)
-        close(dirfd);
+        r = open_trusted_at(AT_FDCWD, full ? full : path, false, owner, what, fd, size, err);
+    free(full);
+    free(real);
+    free(parent);
     return r;
 }
 

@@ -25,12 +25,14 @@ int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, i
  * pg_open_trusted() for a regular file whose every directory, from its
  * parent up to "/" (links in them resolved), is checked too, as OpenSSH
  * checks its files: owned by root or by `owner`, and not writable by group
- * or others unless root's and sticky (/tmp).  The file is opened relative
- * to the checked parent.  Messages name the directory (after `what` and
+ * or others unless root's and sticky (/tmp), each before the next is looked
+ * up through it.  The file is then opened by its path (O_NOFOLLOW) and
+ * checked on its descriptor; *size (unless NULL): its size then.  Messages name the directory
+ * (after `what` and
  * ": " when `what` is not `path` itself).  The rule of the configuration
  * file and of ca_file.
  */
-int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd,
+int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd, size_t *size,
                          struct pg_error *err);
 
 /*

@@ -22,12 +22,7 @@ int pg_gate_stored(const struct pg_config *cfg, uid_t uid, uid_t owner, char **t
                    struct pg_error *err)
 {
     struct pg_tokenset ts = {0};
-    int dir = -1;
-    int r = pg_store_open(cfg->state_dir, uid, false, owner, &dir, err);
-    if (r == 0) {
-        r = pg_store_read(dir, owner, &ts, err);
-        close(dir);
-    }
+    int r = pg_store_load(cfg->state_dir, uid, owner, &ts, err);
     if (r < 0)
         return r;
     bool access = cfg->validate == PG_VALIDATE_ACCESS_TOKEN;

@@ -9,8 +9,9 @@
  *     them the token meant cannot be known.
  *   - An unusable key is kept with its reason instead of failing the whole
  *     set, so one odd key published beside good ones breaks nothing.
- *   - Verification state (EVP_PKEY_CTX with padding and digest set) is made
- *     here, once per key and algorithm, so verifying a token does no setup.
+ *   - Verification state (EVP_PKEY_CTX with padding and digest set, or for
+ *     the fast path's RS256/384/512 the RSA key itself) is made here, once
+ *     per key and algorithm, so verifying a token does no setup.
  *
  * The set is read with the strict parser of json.h (duplicate members
  * refused, as with tokens): the PAM fast path reads it on every login, and
@@ -25,8 +26,8 @@
 #include "json.h"
 #include "keys.h"
 
-#define RSA_ALGS                                                                                   \
-    (PG_ALG_RS256 | PG_ALG_RS384 | PG_ALG_RS512 | PG_ALG_PS256 | PG_ALG_PS384 | PG_ALG_PS512)
+#define PKCS1_ALGS (PG_ALG_RS256 | PG_ALG_RS384 | PG_ALG_RS512)
+#define RSA_ALGS (PKCS1_ALGS | PG_ALG_PS256 | PG_ALG_PS384 | PG_ALG_PS512)
 #define KID_MAX 1024
 
 static const char *const alg_names[PG_NALGS] = {"RS256", "RS384", "RS512", "PS256",
@@ -100,7 +101,11 @@ static EVP_PKEY *pkey_from_params(const char *type, OSSL_PARAM_BLD *bld)
     return pkey;
 }
 
-static const char *load_rsa(const struct pg_json *jwk, struct pg_key *k)
+/* `want`: the algorithms verification state is wanted for.  When they are
+ * PKCS#1 v1.5 alone (the fast path asks for the token's one), the key is
+ * an RSA built directly, which is that state (fastcrypto.c); otherwise an
+ * EVP_PKEY for the contexts of load_key(). */
+static const char *load_rsa(const struct pg_json *jwk, struct pg_key *k, unsigned want)
 {
     const char *why = "RSA key with a malformed 'n' or 'e'";
     size_t nbytes = 0;
@@ -119,6 +124,12 @@ static const char *load_rsa(const struct pg_json *jwk, struct pg_key *k)
     if (!BN_is_word(e, RSA_F4))
         goto out;
     why = "cannot build the RSA key";
+    k->sigbytes = (size_t)BN_num_bytes(n);
+    k->algs = RSA_ALGS;
+    if (!(want & ~PKCS1_ALGS) && (k->rsa = pg_rsa_pkcs1_new(&n, &e)) != NULL) {
+        why = NULL;
+        goto out;
+    }
     bld = OSSL_PARAM_BLD_new();
     if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
         !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
@@ -126,8 +137,6 @@ static const char *load_rsa(const struct pg_json *jwk, struct pg_key *k)
     k->pkey = pkey_from_params("RSA", bld);
     if (!k->pkey)
         goto out;
-    k->sigbytes = (size_t)BN_num_bytes(n);
-    k->algs = RSA_ALGS;
     why = NULL;
 out:
     OSSL_PARAM_BLD_free(bld);
@@ -215,7 +224,7 @@ static const char *check_purpose(const struct pg_json *jwk)
     return NULL;
 }
 
-static const char *load_material(const struct pg_json *jwk, struct pg_key *k)
+static const char *load_material(const struct pg_json *jwk, struct pg_key *k, unsigned want)
 {
     const char *kty = pg_json_str(jwk, "kty");
     if (!kty)
@@ -226,7 +235,7 @@ static const char *load_material(const struct pg_json *jwk, struct pg_key *k)
     if (why)
         return why;
     if (strcmp(kty, "RSA") == 0)
-        return load_rsa(jwk, k);
+        return load_rsa(jwk, k, want);
     if (strcmp(kty, "EC") == 0)
         return load_ec(jwk, k);
     return "unsupported key type";
@@ -269,6 +278,25 @@ static int make_vctx(struct pg_keyset *ks, struct pg_key *k, unsigned alg)
     return 0;
 }
 
+/* The digests of these algorithms, fetched once for the whole set, when
+ * the first key that needs them is loaded. */
+static int fetch_digests(struct pg_keyset *ks, unsigned algs)
+{
+    static const char *const names[3] = {"SHA256", "SHA384", "SHA512"};
+    bool need[3] = {false, false, false};
+    for (unsigned i = 0; i < PG_NALGS; i++)
+        if (algs & (1u << i))
+            need[alg_digest(1u << i)] = true;
+    for (int i = 0; i < 3; i++) {
+        if (!need[i] || ks->md[i])
+            continue;
+        ks->md[i] = EVP_MD_fetch(NULL, names[i], NULL);
+        if (!ks->md[i])
+            return PG_ERR_CRYPTO;
+    }
+    return 0;
+}
+
 /* What pg_keyset_parse_for() builds: keys of one kid (all when NULL), and
  * verification state for some algorithms (all when 0). */
 struct want {
@@ -303,12 +331,17 @@ static int load_key(struct pg_keyset *ks, const struct pg_json *jwk, struct pg_k
     if (!k->unusable && want->kid && strcmp(k->kid, want->kid) != 0)
         k->unusable = "key not loaded (another kid)";
     if (!k->unusable)
-        k->unusable = load_material(jwk, k);
+        k->unusable = load_material(jwk, k, want->algs);
     if (!k->unusable)
         k->unusable = apply_alg(jwk, k);
     /* (k->algs stays whole: which algorithms the key fits is the key's; only
      * the state for algorithms nobody will ask for is not made.) */
-    for (unsigned i = 0; !k->unusable && i < PG_NALGS; i++)
+    if (!k->unusable && !k->rsa) {
+        int r = fetch_digests(ks, k->algs & want->algs);
+        if (r < 0)
+            return r;
+    }
+    for (unsigned i = 0; !k->unusable && !k->rsa && i < PG_NALGS; i++)
         if (k->algs & want->algs & (1u << i)) {
             int r = make_vctx(ks, k, 1u << i);
             if (r < 0)
@@ -322,6 +355,7 @@ static void key_clear(struct pg_key *k)
     free(k->kid);
     free(k->issuer);
     EVP_PKEY_free(k->pkey);
+    pg_rsa_pkcs1_free(k->rsa);
     for (int i = 0; i < PG_NALGS; i++)
         EVP_PKEY_CTX_free(k->vctx[i]);
 }
@@ -332,24 +366,6 @@ static void mark_duplicates(struct pg_keyset *ks)
         for (size_t j = i + 1; j < ks->count; j++)
             if (ks->keys[i].kid && ks->keys[j].kid && strcmp(ks->keys[i].kid, ks->keys[j].kid) == 0)
                 ks->keys[i].unusable = ks->keys[j].unusable = "kid appears more than once";
-}
-
-/* The digests of the wanted algorithms, fetched once for the whole set. */
-static int fetch_digests(struct pg_keyset *ks, unsigned algs)
-{
-    static const char *const names[3] = {"SHA256", "SHA384", "SHA512"};
-    bool need[3] = {false, false, false};
-    for (unsigned i = 0; i < PG_NALGS; i++)
-        if (algs & (1u << i))
-            need[alg_digest(1u << i)] = true;
-    for (int i = 0; i < 3; i++) {
-        if (!need[i])
-            continue;
-        ks->md[i] = EVP_MD_fetch(NULL, names[i], NULL);
-        if (!ks->md[i])
-            return PG_ERR_CRYPTO;
-    }
-    return 0;
 }
 
 PG_EXPORT int pg_keyset_parse(const char *json, size_t len, struct pg_keyset **out,
@@ -388,9 +404,7 @@ int pg_keyset_parse_for(const char *json, size_t len, const char *kid, unsigned 
         goto out;
     }
     ks = calloc(1, sizeof(*ks));
-    r = ks && (ks->keys = calloc((size_t)keys->len + 1, sizeof(*ks->keys)))
-            ? fetch_digests(ks, want.algs)
-            : PG_ERR_NOMEM;
+    r = ks && (ks->keys = calloc((size_t)keys->len + 1, sizeof(*ks->keys))) ? 0 : PG_ERR_NOMEM;
     for (const struct pg_json *jwk = keys->u.first; r == 0 && jwk; jwk = jwk->next, ks->count++)
         r = load_key(ks, jwk, &ks->keys[ks->count], &want);
     if (r < 0) {

@@ -170,16 +170,16 @@ static int verify_signature(const struct pg_keyset *ks, const struct pg_key *k, 
         vsig = der;
     }
     /* The signing input is the header and payload exactly as transmitted. */
+    size_t inlen = sg->hlen + 1 + sg->plen;
     /* (A set loaded for another algorithm has no state for this one.) */
     const EVP_MD *dg = pg_keyset_md(ks, alg);
     EVP_PKEY_CTX *vctx = k->vctx[pg_alg_index(alg)];
-    r = PG_ERR_CRYPTO;
-    if (!dg || !vctx || EVP_Digest(sg->h, sg->hlen + 1 + sg->plen, md, &mdlen, dg, NULL) != 1)
-        goto out;
-    r = EVP_PKEY_verify(vctx, vsig, derlen, md, mdlen) == 1
-            ? 0
-            : pg_refuse(res, PG_REASON_SIGNATURE, "signature does not verify");
-out:
+    int ok = PG_ERR_CRYPTO;
+    if (k->rsa)
+        ok = pg_rsa_pkcs1_verify(k->rsa, alg, sg->h, inlen, vsig, derlen);
+    else if (dg && vctx && EVP_Digest(sg->h, inlen, md, &mdlen, dg, NULL) == 1)
+        ok = EVP_PKEY_verify(vctx, vsig, derlen, md, mdlen) == 1;
+    r = ok < 0 ? ok : ok ? 0 : pg_refuse(res, PG_REASON_SIGNATURE, "signature does not verify");
     OPENSSL_free(der);
     return r;
 }

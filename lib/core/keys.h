@@ -4,6 +4,8 @@
 
 #include <openssl/evp.h>
 
+#include "fastcrypto.h"
+
 #include "poolgate/poolgate.h"
 
 #define PG_NALGS 8
@@ -14,7 +16,8 @@ struct pg_key {
     char *kid;            /* NULL when the entry has none */
     char *issuer;         /* Entra's per-key issuer (may hold "{tenantid}"), or NULL */
     const char *unusable; /* why no token may use this key, or NULL */
-    EVP_PKEY *pkey;
+    EVP_PKEY *pkey;       /* NULL when `rsa` holds the key instead */
+    RSA *rsa; /* RS256/RS384/RS512 only, made when no other algorithm is wanted (fastcrypto.c) */
     unsigned algs;           /* PG_ALG_* this key can verify */
     size_t sigbytes;         /* exact signature length: RSA modulus, or 2 * EC coordinate */
     unsigned char order[66]; /* EC group order, big-endian, sigbytes/2 long */

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 
+#include "fastcrypto.h"
 #include "fileio.h"
 #include "internal.h"
 #include "json.h"
@@ -93,7 +94,9 @@ static int cache_name(const char *prefix, const char *issuer, char name[64])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    if (EVP_Digest(issuer, strlen(issuer), md, &mdlen, EVP_sha256(), NULL) != 1)
+    /* Directly where OpenSSL allows: every login names the key cache. */
+    if (pg_sha2(256, issuer, strlen(issuer), md) == 0 &&
+        EVP_Digest(issuer, strlen(issuer), md, &mdlen, EVP_sha256(), NULL) != 1)
         return PG_ERR_CRYPTO;
     static const char hex[] = "0123456789abcdef";
     char *p = name + sprintf(name, "%s-", prefix);

@@ -59,19 +59,26 @@ bool pg_store_ticket_fresh(const struct pg_tokenset *ts, int64_t now)
     return ts->signed_in_at > 0 && age >= -60 && age <= PG_TICKET_LIFETIME_S;
 }
 
+/* The owner and mode rule of the store's directories, on one's stat. */
+static int check_stat(const struct stat *st, const char *what, uid_t owner, bool root_ok,
+                      bool exact_0700, struct pg_error *err)
+{
+    if (st->st_uid != owner && !(root_ok && st->st_uid == 0))
+        return pg_fail(err, PG_ERR_PERM, "%s: owned by uid %u, expected uid %u", what,
+                       (unsigned)st->st_uid, (unsigned)owner);
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) || (exact_0700 && (st->st_mode & 077)))
+        return pg_fail(err, PG_ERR_PERM, "%s: unsafe mode %04o", what,
+                       (unsigned)(st->st_mode & 07777));
+    return 0;
+}
+
 static int check_dir(int fd, const char *what, uid_t owner, bool root_ok, bool exact_0700,
                      struct pg_error *err)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
         return pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
-    if (st.st_uid != owner && !(root_ok && st.st_uid == 0))
-        return pg_fail(err, PG_ERR_PERM, "%s: owned by uid %u, expected uid %u", what,
-                       (unsigned)st.st_uid, (unsigned)owner);
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) || (exact_0700 && (st.st_mode & 077)))
-        return pg_fail(err, PG_ERR_PERM, "%s: unsafe mode %04o", what,
-                       (unsigned)(st.st_mode & 07777));
-    return 0;
+    return check_stat(&st, what, owner, root_ok, exact_0700, err);
 }
 
 /* openat a directory without following links; ELOOP/ENOTDIR become PG_ERR_PERM. */
@@ -151,12 +158,14 @@ static int parse_set(const char *text, size_t len, struct pg_tokenset *ts, struc
     return r;
 }
 
-int pg_store_read(int dirfd, uid_t owner, struct pg_tokenset *out, struct pg_error *err)
+/* Read and parse the set in `name` below dirfd. */
+static int read_set(int dirfd, const char *name, uid_t owner, struct pg_tokenset *out,
+                    struct pg_error *err)
 {
     char *buf = NULL;
     size_t size = 0;
-    int r = pg_file_read(dirfd, TOKENS, PG_STORE_MAX_BYTES, owner, "stored token set", &buf, &size,
-                         err);
+    int r =
+        pg_file_read(dirfd, name, PG_STORE_MAX_BYTES, owner, "stored token set", &buf, &size, err);
     if (r < 0)
         return r;
     struct pg_tokenset ts = {0};
@@ -166,6 +175,44 @@ int pg_store_read(int dirfd, uid_t owner, struct pg_tokenset *out, struct pg_err
         pg_tokenset_clear(&ts);
     pg_memzero(buf, size);
     free(buf);
+    return r;
+}
+
+int pg_store_read(int dirfd, uid_t owner, struct pg_tokenset *out, struct pg_error *err)
+{
+    return read_set(dirfd, TOKENS, owner, out, err);
+}
+
+/*
+ * The reader's way in (the gate, on every login): state_dir is opened and
+ * checked on its descriptor as pg_store_open() does, the account's directory
+ * is checked by name below it (fstatat without following a link), and the
+ * set is opened through it with O_NOFOLLOW.  Only the helper account or
+ * root may replace an entry of a checked state_dir, so the directory looked
+ * up for the open is the one checked: the same result as opening it, with
+ * two system calls fewer.
+ */
+int pg_store_load(const char *state_dir, uid_t uid, uid_t owner, struct pg_tokenset *out,
+                  struct pg_error *err)
+{
+    char name[48], what[PG_ERROR_MAX / 2];
+    struct stat st;
+    int top = open_dir(AT_FDCWD, state_dir, state_dir, err);
+    if (top < 0)
+        return top;
+    snprintf(name, sizeof(name), "%u", (unsigned)uid);
+    snprintf(what, sizeof(what), "%s/%s", state_dir, name);
+    int r = check_dir(top, state_dir, owner, true, false, err);
+    if (r == 0 && fstatat(top, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(errno));
+    else if (r == 0 && !S_ISDIR(st.st_mode))
+        r = pg_fail(err, PG_ERR_PERM, "%s: not a directory (or a symbolic link)", what);
+    else if (r == 0)
+        r = check_stat(&st, what, owner, false, true, err);
+    snprintf(name + strlen(name), sizeof(name) - strlen(name), "/%s", TOKENS);
+    if (r == 0)
+        r = read_set(top, name, owner, out, err);
+    close(top);
     return r;
 }
 

@@ -69,6 +69,12 @@ int pg_store_open(const char *state_dir, uid_t uid, bool create, uid_t owner, in
 /* Read the token set.  PG_ERR_IO with errno-style text when there is none. */
 int pg_store_read(int dirfd, uid_t owner, struct pg_tokenset *out, struct pg_error *err);
 
+/* pg_store_open() without `create`, then pg_store_read(), in fewer system
+ * calls and with the same checks and errors: what the gate reads on every
+ * login. */
+int pg_store_load(const char *state_dir, uid_t uid, uid_t owner, struct pg_tokenset *out,
+                  struct pg_error *err);
+
 /* Whether a token set is stored (0 no, 1 yes) or a negative error. */
 int pg_store_exists(int dirfd, struct pg_error *err);
 

@@ -126,6 +126,11 @@ WRAP(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n), FAIL(EIO, -1))
 WRAP(ssize_t, send, (int fd, const void *buf, size_t n, int flags), (fd, buf, n, flags),
      FAIL(EPIPE, -1))
 WRAP(int, fstat, (int fd, struct stat *st), (fd, st), FAIL(EIO, -1))
+/* With _FILE_OFFSET_BITS=64 glibc's headers turn fstat and fstatat into
+ * these: the names poolgate's objects actually call. */
+WRAP(int, fstat64, (int fd, struct stat64 *st), (fd, st), FAIL(EIO, -1))
+WRAP(int, fstatat64, (int dir, const char *path, struct stat64 *st, int flags),
+     (dir, path, st, flags), FAIL(EIO, -1))
 WRAP(int, socketpair, (int d, int t, int p, int sv[2]), (d, t, p, sv), FAIL(EMFILE, -1))
 WRAP(pid_t, fork, (void), (), FAIL(EAGAIN, -1))
 WRAP(int, getpwnam_r,

@@ -203,12 +203,20 @@ static void test_parse_for_one_alg(void **state)
     const struct pg_key *k = pg_keyset_find(ks, "a", 1);
     assert_null(k->unusable);
     assert_true(k->algs & PG_ALG_PS384);
+    /* For PKCS#1 v1.5 alone the state is the RSA key itself (fastcrypto.c). */
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+    assert_non_null(k->rsa);
+    assert_null(k->pkey);
+#endif
     for (unsigned i = 0; i < PG_NALGS; i++)
-        if (1u << i == PG_ALG_RS256)
+        if (1u << i == PG_ALG_RS256 && !k->rsa)
             assert_non_null(k->vctx[i]);
         else
             assert_null(k->vctx[i]);
-    assert_non_null(pg_keyset_md(ks, PG_ALG_RS256));
+    if (k->rsa)
+        assert_null(pg_keyset_md(ks, PG_ALG_RS256)); /* the RSA key digests itself */
+    else
+        assert_non_null(pg_keyset_md(ks, PG_ALG_RS256));
     assert_null(pg_keyset_md(ks, PG_ALG_PS384));
 
     static const char claims[] = "{\"sub\":\"x\"}";
@@ -239,6 +247,62 @@ static void test_parse_for_one_alg(void **state)
     assert_int_equal(pg_jws_peek(odd, strlen(odd), kid, sizeof(kid), &alg), 0);
     assert_int_equal(alg, 0); /* no such algorithm: the whole key is loaded, then refused */
     free(odd), free(rs), free(ps), free(a);
+}
+
+/* Verify `tok` with the key set `doc` loaded for `alg` alone (the fast
+ * path's RSA key for RS*) and loaded whole (EVP contexts): both must give
+ * `want`, and the same reason on a refusal. */
+static void expect_both(const char *doc, unsigned alg, const char *tok, int want)
+{
+    int got[2];
+    enum pg_reason why[2];
+    for (int i = 0; i < 2; i++) {
+        struct pg_keyset *ks = NULL;
+        unsigned char *payload = NULL;
+        size_t plen = 0;
+        struct pg_verify_result res = {0};
+        assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "a", i ? 0 : alg, &ks, NULL), 0);
+        got[i] = pg_jws_verify_compact(ks, ~0u, tok, strlen(tok), &payload, &plen, &res);
+        why[i] = res.reason;
+        free(payload);
+        pg_verify_result_clear(&res);
+        pg_keyset_free(ks);
+    }
+    if (got[0] != want || got[1] != want || why[0] != why[1])
+        fail_msg("%s: alone %d (reason %d), whole %d (reason %d), wanted %d", pg_alg_name(alg),
+                 got[0], why[0], got[1], why[1], want);
+}
+
+/* RS256/384/512 through the RSA key built for them alone: good tokens pass,
+ * a changed signature, another key's signature and a short one fail, as
+ * through the EVP contexts. */
+static void test_fast_rsa_path(void **state)
+{
+    struct fixture *f = *state;
+    static const unsigned algs[] = {PG_ALG_RS256, PG_ALG_RS384, PG_ALG_RS512};
+    char *a = tk_jwk(f->rsa, "a", NULL), doc[8192], hdr[64];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", a);
+    EVP_PKEY *other = EVP_RSA_gen(2048);
+    assert_non_null(other);
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        const char *name = pg_alg_name(algs[i]);
+        snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\",\"kid\":\"a\"}", name);
+        char *good = tk_sign(f->rsa, name, hdr, "{\"sub\":\"x\"}");
+        char *forged = tk_sign(other, name, hdr, "{\"sub\":\"x\"}");
+        expect_both(doc, algs[i], good, 0);
+        expect_both(doc, algs[i], forged, PG_ERR_TOKEN);
+        /* One signature bit changed (the middle of its last segment). */
+        char *sig = strrchr(good, '.') + 1, *mid = sig + strlen(sig) / 2;
+        *mid = *mid == 'A' ? 'B' : 'A';
+        expect_both(doc, algs[i], good, PG_ERR_TOKEN);
+        /* A signature shorter than the modulus. */
+        sig[strlen(sig) - 4] = '\0';
+        expect_both(doc, algs[i], good, PG_ERR_TOKEN);
+        free(good);
+        free(forged);
+    }
+    EVP_PKEY_free(other);
+    free(a);
 }
 
 static void test_document_errors(void **state)
@@ -283,7 +347,7 @@ int main(void)
         cmocka_unit_test(test_good_keys),           cmocka_unit_test(test_entra_issuer_kept),
         cmocka_unit_test(test_weak_and_wrong_keys), cmocka_unit_test(test_kid_rules),
         cmocka_unit_test(test_parse_for_one_kid),   cmocka_unit_test(test_parse_for_one_alg),
-        cmocka_unit_test(test_document_errors),
+        cmocka_unit_test(test_document_errors),     cmocka_unit_test(test_fast_rsa_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

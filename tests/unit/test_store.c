@@ -172,6 +172,75 @@ static void test_trust_checks(void **state)
     assert_int_equal(chmod(top, 0700), 0);
 }
 
+/* pg_store_load (the gate's read) against pg_store_open + pg_store_read:
+ * the same code for every unsafe or broken layout, and the message naming
+ * the same thing.  `want`: the expected code, `phrase`: in the message. */
+static void expect_load(uid_t uid, uid_t owner, int want, const char *phrase)
+{
+    struct pg_error e1 = {0}, e2 = {0};
+    struct pg_tokenset a = {0}, b = {0};
+    int dir = -1;
+    int r1 = pg_store_open(top, uid, false, owner, &dir, &e1);
+    if (r1 == 0) {
+        r1 = pg_store_read(dir, owner, &a, &e1);
+        close(dir);
+    }
+    int r2 = pg_store_load(top, uid, owner, &b, &e2);
+    if (r1 != want || r2 != want ||
+        (phrase && (!strstr(e1.msg, phrase) || !strstr(e2.msg, phrase))))
+        fail_msg("uid %u: open+read %d '%s', load %d '%s', wanted %d '%s'", (unsigned)uid, r1,
+                 e1.msg, r2, e2.msg, want, phrase ? phrase : "");
+    if (want == 0)
+        assert_string_equal(a.id_token, b.id_token);
+    pg_tokenset_clear(&a);
+    pg_tokenset_clear(&b);
+}
+
+static void test_load_checks(void **state)
+{
+    (void)state;
+    struct pg_error err = {0};
+    char path[160], target[128];
+    struct pg_tokenset in = sample("load");
+    int dir = open_store(4000, true, &err);
+    assert_true(dir >= 0);
+    assert_int_equal(pg_store_write(dir, &in, &err), 0);
+    expect_load(4000, geteuid(), 0, NULL);
+    /* Another owner than the helper account: the directory is refused. */
+    expect_load(4000, geteuid() + 1, PG_ERR_PERM, "expected uid");
+    /* The set: a link, then readable by group, then corrupt. */
+    assert_int_equal(renameat(dir, "tokens.json", dir, "saved"), 0);
+    assert_int_equal(symlinkat("saved", dir, "tokens.json"), 0);
+    expect_load(4000, geteuid(), PG_ERR_PERM, "symbolic link");
+    assert_int_equal(unlinkat(dir, "tokens.json", 0), 0);
+    assert_int_equal(renameat(dir, "saved", dir, "tokens.json"), 0);
+    assert_int_equal(fchmodat(dir, "tokens.json", 0640, 0), 0);
+    expect_load(4000, geteuid(), PG_ERR_PERM, "unsafe type, owner or mode");
+    assert_int_equal(fchmodat(dir, "tokens.json", 0600, 0), 0);
+    /* The account's directory: readable by group, a link to a good one, a
+     * file, missing. */
+    assert_int_equal(fchmod(dir, 0750), 0);
+    expect_load(4000, geteuid(), PG_ERR_PERM, "unsafe mode 0750");
+    assert_int_equal(fchmod(dir, 0700), 0);
+    close(dir);
+    snprintf(path, sizeof(path), "%s/4001", top);
+    snprintf(target, sizeof(target), "%s/4000", top);
+    assert_int_equal(symlink(target, path), 0);
+    expect_load(4001, geteuid(), PG_ERR_PERM, "not a directory (or a symbolic link)");
+    snprintf(path, sizeof(path), "%s/4002", top);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    expect_load(4002, geteuid(), PG_ERR_PERM, "not a directory (or a symbolic link)");
+    expect_load(4003, geteuid(), PG_ERR_IO, "No such file or directory");
+    /* state_dir writable by group. */
+    assert_int_equal(chmod(top, 0770), 0);
+    expect_load(4000, geteuid(), PG_ERR_PERM, "unsafe mode 0770");
+    assert_int_equal(chmod(top, 0700), 0);
+    expect_load(4000, geteuid(), 0, NULL);
+    pg_tokenset_clear(&in);
+}
+
 static void test_full_disk_keeps_old_set(void **state)
 {
     (void)state;
@@ -288,6 +357,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_trust_checks),
+        cmocka_unit_test(test_load_checks),
         cmocka_unit_test(test_full_disk_keeps_old_set),
         cmocka_unit_test(test_kill_at_any_instant),
         cmocka_unit_test(test_lock),
