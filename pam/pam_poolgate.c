@@ -156,15 +156,18 @@ static bool uid_of(const char *name, uid_t *uid)
 }
 
 /*
- * Whether users= gates the account whose uid is *uid (NULL: no such
+ * Whether users= gates the account `user`, whose uid is *uid (NULL: no such
  * account; no users=: every account is gated).  The listed names are
  * resolved to uids at every call and compared with the user's uid, as the
  * store is keyed: an alias or another spelling of a listed account is
- * gated too.  Fail closed: an empty or malformed list, or a name no
- * account has, is PAM_SERVICE_ERR with a line saying which, for every
- * account, never PAM_IGNORE.  PAM_IGNORE: not listed.
+ * gated too.  A listed name spelled exactly as `user` is that account
+ * already looked up: not looked up again (the shipped lines list the agent
+ * account, which is the one logging in).  Fail closed: an empty or
+ * malformed list, or a name no account has, is PAM_SERVICE_ERR with a line
+ * saying which, for every account, never PAM_IGNORE.  PAM_IGNORE: not
+ * listed.
  */
-static int users_gate(pam_handle_t *pamh, const char *users, const uid_t *uid)
+static int users_gate(pam_handle_t *pamh, const char *users, const char *user, const uid_t *uid)
 {
     uid_t want = 0;
     char name[256], shown[300];
@@ -180,7 +183,9 @@ static int users_gate(pam_handle_t *pamh, const char *users, const uid_t *uid)
             return PAM_SERVICE_ERR;
         }
         snprintf(name, sizeof(name), "%.*s", (int)len, p);
-        if (!uid_of(name, &want)) {
+        if (known && user && strcmp(name, user) == 0)
+            want = *uid;
+        else if (!uid_of(name, &want)) {
             pam_syslog(pamh, LOG_ERR, "users=%s: no account '%s' (see pam_poolgate(8))", shown,
                        name);
             return PAM_SERVICE_ERR;
@@ -578,7 +583,7 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
     struct passwd pw, *found = NULL;
     if (getpwnam_r(g->user, &pw, buf, sizeof(buf), &found) != 0)
         found = NULL;
-    if ((r = users_gate(pamh, g->a.users, found ? &found->pw_uid : NULL)) != PAM_SUCCESS)
+    if ((r = users_gate(pamh, g->a.users, g->user, found ? &found->pw_uid : NULL)) != PAM_SUCCESS)
         return r;
     pam_get_item(pamh, PAM_SERVICE, (const void **)&g->service);
     pam_get_item(pamh, PAM_TTY, (const void **)&g->tty);
@@ -692,7 +697,7 @@ static int bystander(pam_handle_t *pamh, int argc, const char **argv, struct arg
     if (r == PAM_SUCCESS && a->users && pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS)
         user = NULL;
     bool known = r == PAM_SUCCESS && a->users && user && uid_of(user, &uid);
-    return r == PAM_SUCCESS ? users_gate(pamh, a->users, known ? &uid : NULL) : r;
+    return r == PAM_SUCCESS ? users_gate(pamh, a->users, user, known ? &uid : NULL) : r;
 }
 
 /* poolgate sets no credentials: the decision is made in auth and account. */
