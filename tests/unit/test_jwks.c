@@ -305,6 +305,175 @@ static void test_fast_rsa_path(void **state)
     free(a);
 }
 
+/* What the gate does (gate.c): peek at the token's kid and alg, load the
+ * set for them alone (the fast path's RSA key for RS*), verify; against the
+ * whole set loaded (EVP contexts).  Both must give `want` and `reason`. */
+static void expect_gate_like(const char *doc, const char *tok, int want, enum pg_reason reason)
+{
+    int got[2];
+    enum pg_reason why[2];
+    char kid[256], detail[2][256];
+    unsigned alg = 0;
+    bool one = pg_jws_peek(tok, strlen(tok), kid, sizeof(kid), &alg) == 0;
+    for (int i = 0; i < 2; i++) {
+        struct pg_keyset *ks = NULL;
+        unsigned char *payload = NULL;
+        size_t plen = 0;
+        struct pg_verify_result res = {0};
+        assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), i == 0 && one ? kid : NULL,
+                                             i == 0 && one ? alg : 0, &ks, NULL),
+                         0);
+        got[i] = pg_jws_verify_compact(ks, ~0u, tok, strlen(tok), &payload, &plen, &res);
+        why[i] = res.reason;
+        snprintf(detail[i], sizeof(detail[i]), "%s", res.detail);
+        free(payload);
+        pg_verify_result_clear(&res);
+        pg_keyset_free(ks);
+    }
+    if (got[0] != want || got[1] != want || why[0] != reason || why[1] != reason)
+        fail_msg("fast %d (reason %d: %s), whole %d (reason %d: %s), wanted %d (reason %d)", got[0],
+                 why[0], detail[0], got[1], why[1], detail[1], want, reason);
+}
+
+/* A token "H.P.S" with S the big-endian `sig` of `len` bytes. */
+static char *with_sig(const char *header, const unsigned char *sig, size_t len)
+{
+    return tk_raw(header, "{\"sub\":\"x\"}", sig, len);
+}
+
+/* A hostile key set or token against the fast RSA path: every signature
+ * value out of range, a key narrowed to another algorithm, another key type
+ * under the kid, a digest of another size, a duplicated kid, weak keys: the
+ * same verdict and reason as through the EVP contexts. */
+static void test_fast_rsa_hostile(void **state)
+{
+    struct fixture *f = *state;
+    char doc[16384], *k, *tok;
+    static const char h256[] = "{\"alg\":\"RS256\",\"kid\":\"a\"}";
+    unsigned char sig[256];
+    BIGNUM *n = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(f->rsa, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    k = tk_jwk(f->rsa, "a", NULL);
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", k);
+    free(k);
+    /* Signature values: n, n + 1, n - 1, all ones, 0, 1. */
+    static const int deltas[] = {0, 1, -1};
+    for (size_t i = 0; i < 3; i++) {
+        BIGNUM *v = BN_dup(n);
+        assert_int_equal(deltas[i] < 0 ? BN_sub_word(v, 1) : BN_add_word(v, (unsigned)deltas[i]),
+                         1);
+        assert_int_equal(BN_bn2binpad(v, sig, sizeof(sig)), (int)sizeof(sig));
+        expect_gate_like(doc, tok = with_sig(h256, sig, sizeof(sig)), PG_ERR_TOKEN,
+                         PG_REASON_SIGNATURE);
+        free(tok);
+        BN_free(v);
+    }
+    memset(sig, 0xff, sizeof(sig));
+    expect_gate_like(doc, tok = with_sig(h256, sig, sizeof(sig)), PG_ERR_TOKEN,
+                     PG_REASON_SIGNATURE);
+    free(tok);
+    memset(sig, 0, sizeof(sig));
+    expect_gate_like(doc, tok = with_sig(h256, sig, sizeof(sig)), PG_ERR_TOKEN,
+                     PG_REASON_SIGNATURE);
+    free(tok);
+    sig[sizeof(sig) - 1] = 1;
+    expect_gate_like(doc, tok = with_sig(h256, sig, sizeof(sig)), PG_ERR_TOKEN,
+                     PG_REASON_SIGNATURE);
+    free(tok);
+    /* One byte too long, led by a zero. */
+    unsigned char longer[257] = {0};
+    BN_bn2binpad(n, longer + 1, 256);
+    longer[256] ^= 2;
+    expect_gate_like(doc, tok = with_sig(h256, longer, sizeof(longer)), PG_ERR_TOKEN,
+                     PG_REASON_SIGNATURE);
+    free(tok);
+    BN_free(n);
+
+    /* A good signature that starts with a zero byte verifies, whole; cut to
+     * its significant bytes it does not. */
+    char payload[64];
+    for (int i = 0;; i++) {
+        assert_true(i < 4096);
+        snprintf(payload, sizeof(payload), "{\"sub\":\"x\",\"n\":%d}", i);
+        tok = tk_sign(f->rsa, "RS256", h256, payload);
+        const char *s0 = strrchr(tok, '.') + 1; /* 6 + 2 zero bits: a zero first byte */
+        if (s0[0] == 'A' && s0[1] >= 'A' && s0[1] <= 'P')
+            break;
+        free(tok);
+    }
+    expect_gate_like(doc, tok, 0, PG_REASON_NONE);
+    char *s = strrchr(tok, '.') + 1;
+    unsigned char raw[300];
+    size_t rawlen = 0;
+    assert_int_equal(pg_b64url_decode(s, strlen(s), raw, &rawlen), 0);
+    assert_int_equal(rawlen, 256);
+    assert_int_equal(raw[0], 0);
+    char *cut = tk_b64url(raw + 1, rawlen - 1);
+    strcpy(s, cut);
+    free(cut);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_SIGNATURE);
+    free(tok);
+
+    /* The digest of another size than the header names: RS384 over a
+     * SHA-256 DigestInfo, and RS256 over a SHA-512 one. */
+    char *h384 = tk_b64url_str("{\"alg\":\"RS384\",\"kid\":\"a\"}"),
+         *p = tk_b64url_str("{\"sub\":\"x\"}");
+    char input[256];
+    snprintf(input, sizeof(input), "%s.%s", h384, p);
+    tok = tk_sign_input(f->rsa, "RS256", input);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_SIGNATURE);
+    free(tok), free(h384);
+    char *h = tk_b64url_str(h256);
+    snprintf(input, sizeof(input), "%s.%s", h, p);
+    tok = tk_sign_input(f->rsa, "RS512", input);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_SIGNATURE);
+    free(tok);
+    /* A PS256 signature under an RS256 header, and the other way round. */
+    tok = tk_sign_input(f->rsa, "PS256", input);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_SIGNATURE);
+    free(tok);
+    char *hps = tk_b64url_str("{\"alg\":\"PS256\",\"kid\":\"a\"}");
+    snprintf(input, sizeof(input), "%s.%s", hps, p);
+    tok = tk_sign_input(f->rsa, "RS256", input);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_SIGNATURE);
+    free(tok), free(hps), free(h), free(p);
+
+    /* The key narrowed by its 'alg' to PS256 (or to RS384): an RS256 token
+     * is refused for its algorithm, whatever it was loaded for. */
+    static const char *const narrowed[] = {",\"alg\":\"PS256\"", ",\"alg\":\"RS384\""};
+    for (size_t i = 0; i < 2; i++) {
+        k = tk_jwk(f->rsa, "a", narrowed[i]);
+        snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", k);
+        free(k);
+        tok = tk_sign(f->rsa, "RS256", h256, "{\"sub\":\"x\"}");
+        expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_ALGORITHM);
+        free(tok);
+    }
+    /* An EC key under the kid an RS256 token names. */
+    k = tk_jwk(f->p256, "a", NULL);
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", k);
+    free(k);
+    tok = tk_sign(f->rsa, "RS256", h256, "{\"sub\":\"x\"}");
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_ALGORITHM);
+    /* The kid twice: the right key and an EC one, or the right key twice. */
+    char *a = tk_jwk(f->rsa, "a", NULL), *b = tk_jwk(f->p256, "a", NULL);
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s]}", a, b);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_KEY);
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s]}", a, a);
+    expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_KEY);
+    free(a), free(b), free(tok);
+    /* Weak keys, each signing its own token: unusable either way. */
+    EVP_PKEY *weak[] = {f->rsa1024, f->rsa_e3};
+    for (size_t i = 0; i < 2; i++) {
+        k = tk_jwk(weak[i], "a", NULL);
+        snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", k);
+        free(k);
+        tok = tk_sign(weak[i], "RS256", h256, "{\"sub\":\"x\"}");
+        expect_gate_like(doc, tok, PG_ERR_TOKEN, PG_REASON_KEY);
+        free(tok);
+    }
+}
+
 static void test_document_errors(void **state)
 {
     (void)state;
@@ -348,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_weak_and_wrong_keys), cmocka_unit_test(test_kid_rules),
         cmocka_unit_test(test_parse_for_one_kid),   cmocka_unit_test(test_parse_for_one_alg),
         cmocka_unit_test(test_document_errors),     cmocka_unit_test(test_fast_rsa_path),
+        cmocka_unit_test(test_fast_rsa_hostile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
