@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <openssl/rsa.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -133,6 +134,14 @@ WRAP(int, fstatat64, (int dir, const char *path, struct stat64 *st, int flags),
      (dir, path, st, flags), FAIL(EIO, -1))
 WRAP(int, socketpair, (int d, int t, int p, int sv[2]), (d, t, p, sv), FAIL(EMFILE, -1))
 WRAP(pid_t, fork, (void), (), FAIL(EAGAIN, -1))
+/* The login fast path's direct RSA (lib/core/fastcrypto.c), in the module
+ * as in the programs: a key that cannot be made falls back to EVP, a failed
+ * verification refuses. */
+WRAP(RSA *, RSA_new, (void), (), NULL)
+WRAP(int, RSA_verify,
+     (int type, const unsigned char *m, unsigned int mlen, const unsigned char *sig,
+      unsigned int slen, RSA *rsa),
+     (type, m, mlen, sig, slen, rsa), 0)
 WRAP(int, getpwnam_r,
      (const char *name, struct passwd *pw, char *buf, size_t n, struct passwd **out),
      (name, pw, buf, n, out), (*out = NULL, ENOMEM))

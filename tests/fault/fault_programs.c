@@ -104,13 +104,6 @@ WRAP(int, EVP_Digest,
      (const void *data, size_t n, unsigned char *md, unsigned int *len, const EVP_MD *type,
       ENGINE *e),
      (data, n, md, len, type, e), 0)
-/* The fast path's direct RSA (lib/core/fastcrypto.c): a key that cannot be
- * made falls back to EVP, a failed verification refuses. */
-WRAP(RSA *, RSA_new, (void), (), NULL)
-WRAP(int, RSA_verify,
-     (int type, const unsigned char *m, unsigned int mlen, const unsigned char *sig,
-      unsigned int slen, RSA *rsa),
-     (type, m, mlen, sig, slen, rsa), 0)
 WRAP(int, RAND_bytes, (unsigned char *buf, int n), (buf, n), 0)
 WRAP(BIO *, BIO_new, (const BIO_METHOD *m), (m), NULL)
 WRAP(BIO *, BIO_new_mem_buf, (const void *buf, int n), (buf, n), NULL)
