@@ -106,34 +106,46 @@ static int check_parent(const struct stat *st, uid_t owner, const char *dir, con
 }
 
 /* One step of the walk: check the directory `dir` names (the path cut after
- * the component), by name, without following a link in that component.
- * *missed: it is not a directory reached without a link (a link, or
- * missing), rather than one that failed its check. */
-static int walk_step(const char *dir, uid_t owner, const char *prefix, bool *missed,
+ * the component) without following a link in that component: by name, or,
+ * when `fd` is given (the last directory, where the file is opened), on a
+ * descriptor opened with O_PATH, which *fd then holds.  *missed: it is not
+ * a directory reached without a link (a link, or missing), rather than one
+ * that failed its check. */
+static int walk_step(const char *dir, uid_t owner, const char *prefix, bool *missed, int *fd,
                      struct pg_error *err)
 {
     struct stat st;
-    int e = fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
-    if (e == 0 && S_ISLNK(st.st_mode))
+    int d = fd ? open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    int e = 0;
+    if (fd ? d < 0 || fstat(d, &st) < 0 : fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        e = errno;
+    else if (S_ISLNK(st.st_mode))
         e = ELOOP;
     *missed = e != 0;
-    if (e == 0)
-        return check_parent(&st, owner, dir, prefix, err);
     /* (A component that became a link or a file since realpath: PERM.) */
-    return pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
-                   prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e));
+    int r = e == 0
+                ? check_parent(&st, owner, dir, prefix, err)
+                : pg_fail(err, e == ELOOP || e == ENOTDIR ? PG_ERR_PERM : PG_ERR_IO, "%s%s%s: %s",
+                          prefix ? prefix : "", prefix ? ": " : "", dir, strerror(e));
+    if (r == 0 && fd)
+        *fd = d;
+    else if (d >= 0)
+        close(d);
+    return r;
 }
 
 /* Walk `dir` (absolute, without an empty, "." or ".." component) down from
- * "/", checking each directory before the next is looked up through it.
- * While a component is checked, dir is cut after it, to name it. */
-static int walk(char *dir, uid_t owner, const char *prefix, bool *missed, struct pg_error *err)
+ * "/", checking each directory before the next is looked up through it;
+ * *fd ends on the last one.  While a component is checked, dir is cut after
+ * it, to name it. */
+static int walk(char *dir, uid_t owner, const char *prefix, bool *missed, int *fd,
+                struct pg_error *err)
 {
-    int r = walk_step("/", owner, prefix, missed, err);
+    int r = walk_step("/", owner, prefix, missed, dir[1] ? NULL : fd, err);
     for (char *p = dir + 1; r == 0 && *p;) {
         char *end = strchrnul(p, '/'), save = *end;
         *end = '\0';
-        r = walk_step(dir, owner, prefix, missed, err);
+        r = walk_step(dir, owner, prefix, missed, save ? NULL : fd, err);
         *end = save;
         p = save ? end + 1 : end;
     }
@@ -159,22 +171,24 @@ static bool plain_absolute(const char *dir)
 }
 
 /*
- * OpenSSH's safe_path().  The parent is resolved with realpath() (links in
- * the directories are allowed; what counts is where they lead), then walked
- * down from "/": each directory is checked with fstatat(AT_SYMLINK_NOFOLLOW)
- * on its path, and only then is the next one looked up through it; the file
- * is finally opened by its path under these directories, with O_NOFOLLOW,
- * and checked on its descriptor.
+ * OpenSSH's safe_path(), the last directory on a descriptor.  The parent is
+ * resolved with realpath() (links in the directories are allowed; what
+ * counts is where they lead), then walked down from "/": each directory
+ * above the last is checked with fstatat(AT_SYMLINK_NOFOLLOW) on its path,
+ * and only then is the next one looked up through it; the last is opened
+ * with O_PATH|O_NOFOLLOW and checked on that descriptor, and the file is
+ * opened relative to it, with O_NOFOLLOW, and checked on its own.
  *
  * Why this is race-free: a checked directory can be changed only by root
  * or `owner` (or, sticky, its entries only by their owners), so once "/" and
  * then each directory below it has passed, nobody else can rename, replace
- * or turn into a link any component of the path, between the checks or
- * before the open; a swap before a check makes that check fail (a link, a
- * stranger's directory), never pass.  The file itself is checked on the
- * descriptor that is read.  (This is the argument OpenSSH makes; a walk on
- * descriptors gives no more against anyone but root and `owner`, and costs
- * two more system calls a directory on every login.)
+ * or turn into a link any component of the path; a swap before a check
+ * makes that check fail (a link, a stranger's directory), never pass.  What
+ * names alone cannot keep: the directory the file is in, removed by its
+ * owner after its check, and its name, free again in a sticky parent,
+ * taken by someone else before the open.  Its descriptor keeps it: the file
+ * is looked up in the directory that was checked.  (Above it, such a
+ * replacement is itself looked up and checked by the next step.)
  *
  * A parent already spelled as realpath() would spell it is walked as it is
  * first (the common case: a readlink per component saved on every login);
@@ -189,32 +203,29 @@ int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *f
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     char *parent = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    char *real = NULL, *full = NULL;
     const char *prefix = strcmp(what, path) == 0 ? NULL : what;
-    int r = 0;
+    int r = 0, dirfd = -1;
     bool missed = true;
     if (!parent)
         return pg_fail(err, PG_ERR_NOMEM, "out of memory");
     if (*base && plain_absolute(parent))
-        r = walk(parent, owner, prefix, &missed, err);
+        r = walk(parent, owner, prefix, &missed, &dirfd, err);
     if (missed) {
-        real = realpath(parent, NULL);
+        char *real = realpath(parent, NULL);
         int e = errno;
         if (!real)
             r = pg_fail(err, PG_ERR_IO, "%s: %s", what, strerror(e));
         else if (!*base)
             r = pg_fail(err, PG_ERR_PERM, "%s: not a regular file", what);
-        else if ((r = walk(real, owner, prefix, &missed, err)) == 0 &&
-                 asprintf(&full, "%s%s%s", real, strcmp(real, "/") ? "/" : "", base) < 0) {
-            full = NULL;
-            r = pg_fail(err, PG_ERR_NOMEM, "out of memory");
-        }
+        else
+            r = walk(real, owner, prefix, &missed, &dirfd, err);
+        free(real);
     }
-    if (r == 0)
-        r = open_trusted_at(AT_FDCWD, full ? full : path, false, owner, what, fd, size, err);
-    free(full);
-    free(real);
     free(parent);
+    if (r == 0)
+        r = open_trusted_at(dirfd, base, false, owner, what, fd, size, err);
+    if (dirfd >= 0)
+        close(dirfd);
     return r;
 }
 

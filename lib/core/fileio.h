@@ -26,10 +26,10 @@ int pg_open_trusted(const char *path, bool dir, uid_t owner, const char *what, i
  * parent up to "/" (links in them resolved), is checked too, as OpenSSH
  * checks its files: owned by root or by `owner`, and not writable by group
  * or others unless root's and sticky (/tmp), each before the next is looked
- * up through it.  The file is then opened by its path (O_NOFOLLOW) and
- * checked on its descriptor; *size (unless NULL): its size then.  Messages name the directory
- * (after `what` and
- * ": " when `what` is not `path` itself).  The rule of the configuration
+ * up through it, the last on a descriptor.  The file is then opened
+ * relative to that descriptor (O_NOFOLLOW) and checked on its own; *size
+ * (unless NULL): its size then.  Messages name the directory (after `what`
+ * and ": " when `what` is not `path` itself).  The rule of the configuration
  * file and of ca_file.
  */
 int pg_open_trusted_path(const char *path, uid_t owner, const char *what, int *fd, size_t *size,

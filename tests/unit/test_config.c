@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,6 +519,112 @@ static void test_parent_trust(void **state)
     rmdir(dir);
 }
 
+/*
+ * What root (or the owner) does to a checked directory while the load runs,
+ * and what someone else then does in the sticky directory above it: called
+ * right after the library has checked the directory `swap_dir`, by name
+ * (fstatat) or on a descriptor (fstat).  The executable's own fstatat64 and
+ * fstat64 are the ones the statically linked library calls.
+ */
+static const char *swap_dir;
+static void (*swap_hook)(void);
+
+static void after_check(const char *path)
+{
+    if (swap_dir && strcmp(path, swap_dir) == 0) {
+        swap_dir = NULL;
+        swap_hook();
+    }
+}
+
+int fstatat64(int at, const char *path, struct stat64 *st, int flags);
+int fstatat64(int at, const char *path, struct stat64 *st, int flags)
+{
+    int (*real)(int, const char *, struct stat64 *, int);
+    void *sym = dlsym(RTLD_NEXT, "fstatat64");
+    memcpy(&real, &sym, sizeof(real)); /* (ISO C has no cast between the two) */
+    int r = real(at, path, st, flags);
+    if (at == AT_FDCWD)
+        after_check(path);
+    return r;
+}
+
+int fstat64(int fd, struct stat64 *st);
+int fstat64(int fd, struct stat64 *st)
+{
+    int (*real)(int, struct stat64 *);
+    void *sym = dlsym(RTLD_NEXT, "fstat64");
+    memcpy(&real, &sym, sizeof(real));
+    int r = real(fd, st);
+    char link[64], path[256] = "";
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    if (swap_dir && readlink(link, path, sizeof(path) - 1) > 0)
+        after_check(path);
+    return r;
+}
+
+static char swap_base[64];
+
+/* Root removes the configuration's directory (here: moves it aside); the
+ * name is free in the sticky directory above, and another account makes it
+ * its own, holding a root-owned file (a hard link, where the kernel allows
+ * them) that is a valid configuration of another client. */
+static void replace_dir(void)
+{
+    char d[128], aside[128], f[160];
+    snprintf(d, sizeof(d), "%s/d", swap_base);
+    snprintf(aside, sizeof(aside), "%s/aside", swap_base);
+    snprintf(f, sizeof(f), "%s/p.conf", d);
+    assert_int_equal(rename(d, aside), 0);
+    assert_int_equal(mkdir(d, 0755), 0);
+    FILE *out = fopen(f, "w");
+    assert_non_null(out);
+    fputs("issuer = https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0\n"
+          "client_id = 00000000-0000-0000-0000-00000000dead\n",
+          out);
+    fclose(out);
+    assert_int_equal(chmod(f, 0644), 0);
+    assert_int_equal(chown(d, 65534, 65534), 0);
+}
+
+/* The directory the configuration is read from may be replaced by its owner
+ * between its check and the open; nobody else's directory that then takes
+ * its name in a sticky parent may be read from. */
+static void test_parent_replaced(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip(); /* another account's directory */
+    char d[128], conf[160];
+    strcpy(swap_base, "/tmp/pg-config-swap-XXXXXX");
+    assert_non_null(mkdtemp(swap_base));
+    assert_int_equal(chmod(swap_base, 01777), 0);
+    snprintf(d, sizeof(d), "%s/d", swap_base);
+    assert_int_equal(mkdir(d, 0755), 0);
+    strcpy(dir, d);
+    snprintf(conf, sizeof(conf), "%s", write_file("p.conf", 0644));
+    expect_load(conf, 0, NULL);
+
+    swap_dir = d;
+    swap_hook = replace_dir;
+    struct pg_config *cfg = NULL;
+    struct pg_error err = {0};
+    int r = pg_config_load(conf, &cfg, &err);
+    assert_null(swap_dir); /* the swap happened */
+    if (r == 0 && strcmp(cfg->client_id, "6e74172b-be56-4843-9ff4-e66a39bb12e3") != 0)
+        fail_msg("read the configuration of uid 65534's directory (client_id %s)", cfg->client_id);
+    pg_config_free(cfg);
+
+    char p[192];
+    const char *names[] = {"d/p.conf", "aside/p.conf", "d", "aside"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", swap_base, names[i]);
+        if (unlink(p) < 0)
+            rmdir(p);
+    }
+    rmdir(swap_base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_syntax_tolerated),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_and_limits), cmocka_unit_test(test_file_trust),
         cmocka_unit_test(test_ca_file_trust),      cmocka_unit_test(test_parent_trust),
+        cmocka_unit_test(test_parent_replaced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
