@@ -113,15 +113,19 @@ static int ll_create_ruleset(const struct ruleset_attr *a, size_t size, uint32_t
     return (int)syscall(SYS_landlock_create_ruleset, a, size, flags);
 }
 
-/* Allow `access` beneath `path`.  A path the helper cannot reach now is
- * left out: it stays out of reach, and the helper's own attempt to use it
- * later says why. */
+/* Allow `access` beneath `path`.  A path the helper cannot reach now
+ * (missing, or not its to reach) is left out: it stays out of reach, and
+ * the helper's own attempt to use it later says why.  Any other failure
+ * (no descriptor or memory left) is an error like any other, not a path
+ * silently missing from the sandbox. */
 static int ll_allow(int ruleset, const char *path, uint64_t access, uint64_t handled,
                     struct pg_error *err)
 {
     int fd = open(path, O_PATH | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == EACCES || errno == ELOOP))
         return 0;
+    if (fd < 0)
+        return pg_fail(err, PG_ERR_IO, "sandbox: %s: %s", path, strerror(errno));
     struct stat st;
     int r = fstat(fd, &st);
     struct landlock_path_beneath_attr rule = {
