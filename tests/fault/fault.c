@@ -48,7 +48,7 @@ static bool past_gate(const char *fn)
     return gate_calls >= atol(colon + 1);
 }
 
-int __real_openat(int dir, const char *path, int flags, ...);
+int __real_openat64(int dir, const char *path, int flags, ...);
 
 bool pg_fault_now(const char *fn)
 {
@@ -64,7 +64,8 @@ bool pg_fault_now(const char *fn)
     setenv("PG_FAULT_HIT", "1", 1);
     /* A forked child's environment is its own: a file tells the test. */
     const char *hitfile = getenv("PG_FAULT_HITFILE");
-    int fd = hitfile ? __real_openat(AT_FDCWD, hitfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0666) : -1;
+    int fd =
+        hitfile ? __real_openat64(AT_FDCWD, hitfile, O_WRONLY | O_CREAT | O_CLOEXEC, 0666) : -1;
     if (fd >= 0)
         close(fd);
     const char *mark = getenv("PG_FAULT_MARK");
@@ -94,8 +95,11 @@ int __wrap_asprintf(char **out, const char *fmt, ...)
     return r;
 }
 
-int __wrap_openat(int dir, const char *path, int flags, ...);
-int __wrap_open(const char *path, int flags, ...);
+/* With _FILE_OFFSET_BITS=64 glibc's headers turn open and openat into
+ * open64 and openat64 (as fstat into fstat64): the names poolgate's objects
+ * call, so the ones wrapped. */
+int __wrap_openat64(int dir, const char *path, int flags, ...);
+int __wrap_open64(const char *path, int flags, ...);
 
 /* open and openat take a mode only with O_CREAT or O_TMPFILE. */
 #define MODE_ARG(flags, last, mode)                                                                \
@@ -106,21 +110,21 @@ int __wrap_open(const char *path, int flags, ...);
         va_end(ap);                                                                                \
     } while (0)
 
-int __wrap_openat(int dir, const char *path, int flags, ...)
+int __wrap_openat64(int dir, const char *path, int flags, ...)
 {
     mode_t mode;
     MODE_ARG(flags, flags, mode);
     if (pg_fault_now("openat"))
         return FAIL(EMFILE, -1);
-    return __real_openat(dir, path, flags, mode);
+    return __real_openat64(dir, path, flags, mode);
 }
 
 /* open(2) is openat(2) relative to the working directory. */
-int __wrap_open(const char *path, int flags, ...)
+int __wrap_open64(const char *path, int flags, ...)
 {
     mode_t mode;
     MODE_ARG(flags, flags, mode);
-    return __wrap_openat(AT_FDCWD, path, flags, mode);
+    return __wrap_openat64(AT_FDCWD, path, flags, mode);
 }
 
 WRAP(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n), FAIL(EIO, -1))
