@@ -3,8 +3,10 @@
  *
  * MUST:
  *   - Reach every file through openat() from a checked directory
- *     descriptor, with O_NOFOLLOW and O_CLOEXEC; build paths from numeric
- *     uids only.
+ *     descriptor, with O_NOFOLLOW and O_CLOEXEC (pg_store_load: from
+ *     state_dir's, through the uid directory checked by name inside it,
+ *     whose entries only the helper account or root can replace); build
+ *     paths from numeric uids only.
  *   - Trust a directory or file only when its owner is the process's euid
  *     (or root for state_dir itself) and no group or other bit allows
  *     writing (files: no group or other bit at all).
