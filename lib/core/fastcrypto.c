@@ -17,9 +17,12 @@
  *
  * They are deprecated since OpenSSL 3.0; where OpenSSL is built without
  * them (OPENSSL_NO_DEPRECATED_3_0), these functions make and compute
- * nothing and their callers keep to the EVP path.
+ * nothing and their callers keep to the EVP path.  So they do too when the
+ * host's OpenSSL defaults to FIPS (EVP_default_properties_is_fips_enabled):
+ * the direct calls run OpenSSL's own code, not the FIPS provider's.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
@@ -31,6 +34,8 @@
 
 RSA *pg_rsa_pkcs1_new(BIGNUM **n, BIGNUM **e)
 {
+    if (EVP_default_properties_is_fips_enabled(NULL))
+        return NULL;
     RSA *rsa = RSA_new();
     if (!rsa || RSA_set0_key(rsa, *n, *e, NULL) != 1) {
         RSA_free(rsa);
@@ -44,6 +49,8 @@ size_t pg_sha2(unsigned bits, const void *data, size_t len, unsigned char md[64]
 {
     SHA256_CTX c256;
     SHA512_CTX c512;
+    if (EVP_default_properties_is_fips_enabled(NULL))
+        return 0;
     switch (bits) {
     case 256:
         return SHA256_Init(&c256) && SHA256_Update(&c256, data, len) && SHA256_Final(md, &c256) ? 32

@@ -10,7 +10,8 @@
 #include "poolgate/poolgate.h"
 
 /* An RSA public key of modulus *n and exponent *e, which it takes (setting
- * both to NULL); NULL when it cannot be made (then the EVP path serves). */
+ * both to NULL); NULL when it cannot be made, or OpenSSL defaults to FIPS
+ * (then the EVP path serves). */
 RSA *pg_rsa_pkcs1_new(BIGNUM **n, BIGNUM **e);
 
 /* RSASSA-PKCS1-v1_5 of `input` (the JWS signing input) for alg RS256,
@@ -21,7 +22,8 @@ int pg_rsa_pkcs1_verify(RSA *rsa, unsigned alg, const void *input, size_t inlen,
 void pg_rsa_pkcs1_free(RSA *rsa);
 
 /* SHA-256, -384 or -512 (`bits`) of data into md: the digest's length, or
- * 0 when it cannot be computed this way (then EVP serves). */
+ * 0 when it cannot be computed this way, or OpenSSL defaults to FIPS (then
+ * EVP serves). */
 size_t pg_sha2(unsigned bits, const void *data, size_t len, unsigned char md[64]);
 
 #endif

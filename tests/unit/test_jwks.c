@@ -474,6 +474,32 @@ static void test_fast_rsa_hostile(void **state)
     }
 }
 
+/* A host whose OpenSSL defaults to FIPS keeps to the EVP path (the FIPS
+ * provider's code): no direct RSA key, no direct digest. */
+static void test_fast_path_not_under_fips(void **state)
+{
+    struct fixture *f = *state;
+    char *a = tk_jwk(f->rsa, "a", NULL), doc[8192];
+    unsigned char md[64];
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", a);
+    struct pg_keyset *ks = NULL;
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "a", PG_ALG_RS256, &ks, NULL), 0);
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+    assert_non_null(pg_keyset_find(ks, "a", 1)->rsa);
+    assert_int_equal(pg_sha2(256, "x", 1, md), 32);
+#endif
+    pg_keyset_free(ks);
+    assert_int_equal(EVP_default_properties_enable_fips(NULL, 1), 1);
+    assert_int_equal(pg_keyset_parse_for(doc, strlen(doc), "a", PG_ALG_RS256, &ks, NULL), 0);
+    const struct pg_key *k = pg_keyset_find(ks, "a", 1);
+    /* (Without a FIPS provider installed the EVP key cannot be made either.) */
+    assert_null(k->rsa);
+    assert_int_equal(pg_sha2(256, "x", 1, md), 0);
+    pg_keyset_free(ks);
+    assert_int_equal(EVP_default_properties_enable_fips(NULL, 0), 1);
+    free(a);
+}
+
 static void test_document_errors(void **state)
 {
     (void)state;
@@ -513,10 +539,15 @@ static void test_document_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_keys),           cmocka_unit_test(test_entra_issuer_kept),
-        cmocka_unit_test(test_weak_and_wrong_keys), cmocka_unit_test(test_kid_rules),
-        cmocka_unit_test(test_parse_for_one_kid),   cmocka_unit_test(test_parse_for_one_alg),
-        cmocka_unit_test(test_document_errors),     cmocka_unit_test(test_fast_rsa_path),
+        cmocka_unit_test(test_good_keys),
+        cmocka_unit_test(test_entra_issuer_kept),
+        cmocka_unit_test(test_weak_and_wrong_keys),
+        cmocka_unit_test(test_kid_rules),
+        cmocka_unit_test(test_parse_for_one_kid),
+        cmocka_unit_test(test_parse_for_one_alg),
+        cmocka_unit_test(test_document_errors),
+        cmocka_unit_test(test_fast_rsa_path),
+        cmocka_unit_test(test_fast_path_not_under_fips),
         cmocka_unit_test(test_fast_rsa_hostile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
