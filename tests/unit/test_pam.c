@@ -2145,6 +2145,21 @@ static bool granted_in_log(const struct fault_case *c, enum pamtest_ops op)
     return false;
 }
 
+/* What pam_wrapper's copy of the PAM services holds for `svc`, to tell a
+ * failed pam_start's cause in a sweep's report: the copy gone, or the
+ * service missing from it. */
+static const char *services_seen(const char *svc)
+{
+    static char seen[600];
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", svcdir, svc);
+    snprintf(seen, sizeof(seen), "%s %s, %s %s", svcdir,
+             stat(svcdir, &st) == 0 ? "present" : "gone", svc,
+             stat(path, &st) == 0 ? "present" : "missing");
+    return seen;
+}
+
 /*
  * One PAM transaction per call site: the Nth call poolgate's code makes to
  * an allocator, a file or socket function, fork, getpwnam_r or libpam fails
@@ -2197,7 +2212,8 @@ static long fault_runs(const struct fault_case *c, const struct operator* model)
         assert_no_children();
         if (!hit) {
             if (!all)
-                fail_msg("%s: without a fault a phase failed:\n%s", c->svc, logbuf);
+                fail_msg("%s: without a fault a phase failed (the PAM services: %s):\n%s", c->svc,
+                         services_seen(c->svc), logbuf);
             return n - 1;
         }
     }
