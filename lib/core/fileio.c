@@ -118,7 +118,7 @@ static int walk_step(const char *dir, uid_t owner, const char *prefix, bool *mis
     int d = fd ? open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
     int e = 0;
     if (fd ? d < 0 || fstat(d, &st) < 0 : fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        e = errno;
+        e = errno ? errno : EIO; /* never 0: st is unset */
     else if (S_ISLNK(st.st_mode))
         e = ELOOP;
     *missed = e != 0;
