@@ -114,7 +114,7 @@ static int check_parent(const struct stat *st, uid_t owner, const char *dir, con
 static int walk_step(const char *dir, uid_t owner, const char *prefix, bool *missed, int *fd,
                      struct pg_error *err)
 {
-    struct stat st;
+    struct stat st = {0}; /* (set by the call that succeeded; zero otherwise) */
     int d = fd ? open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
     int e = 0;
     if (fd ? d < 0 || fstat(d, &st) < 0 : fstatat(AT_FDCWD, dir, &st, AT_SYMLINK_NOFOLLOW) < 0)
