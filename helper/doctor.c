@@ -102,7 +102,8 @@ static void check_helper(struct doctor *d)
 static void check_account(struct doctor *d)
 {
     struct pg_error err = {0};
-    if (pg_helper_account(d->cfg->helper_user, &d->helper_uid, &d->helper_gid, &err) < 0) {
+    if (pg_helper_account(d->cfg->helper_user, geteuid(), &d->helper_uid, &d->helper_gid, &err) <
+        0) {
         say(d, "fail",
             "helper_user: %s: create it (systemd-sysusers, see /usr/lib/sysusers.d/poolgate.conf)",
             err.msg);

@@ -270,7 +270,7 @@ static int find_helper(const struct globals *g, const struct pg_config *cfg, str
     if (h->path[0] != '/')
         return complain(EXIT_USAGE, "--helper must be an absolute path");
     struct pg_error err = {0};
-    if (pg_helper_account(cfg->helper_user, &h->uid, &h->gid, &err) < 0)
+    if (pg_helper_account(cfg->helper_user, geteuid(), &h->uid, &h->gid, &err) < 0)
         return complain(EXIT_USAGE, "%s", err.msg);
     /* qr = auto: only where a person looks at a terminal. */
     h->qr = cfg->qr == PG_QR_ON || (cfg->qr == PG_QR_AUTO && isatty(STDERR_FILENO));

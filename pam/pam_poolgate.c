@@ -597,8 +597,9 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
     g->uid = found->pw_uid;
     g->gid = found->pw_gid;
     struct pg_error err = {0};
-    if ((r = pg_config_load(g->a.config, &g->cfg, &err)) == 0)
-        r = pg_helper_account(g->cfg->helper_user, &g->helper.uid, &g->helper.gid, &err);
+    uid_t euid = geteuid();
+    if ((r = pg_config_load_as(g->a.config, euid, &g->cfg, &err)) == 0)
+        r = pg_helper_account(g->cfg->helper_user, euid, &g->helper.uid, &g->helper.gid, &err);
     if (r < 0) {
         pam_syslog(pamh, LOG_ERR, "%s", err.msg);
         return r == PG_ERR_NOMEM ? PAM_BUF_ERR : PAM_SERVICE_ERR;
@@ -606,7 +607,7 @@ static int gate_open(struct gate *g, pam_handle_t *pamh, int flags, int argc, co
     /* The helper account writes the store and the key cache this module
      * believes: the account it gates (under sudo, the one asking for root)
      * would pass at will if it were that account. */
-    if (g->helper.uid != 0 && g->helper.uid == g->uid && geteuid() == 0) {
+    if (g->helper.uid != 0 && g->helper.uid == g->uid && euid == 0) {
         pam_syslog(pamh, LOG_ERR,
                    "helper_user %s is the account '%s' being authenticated: give the helper an "
                    "account of its own",

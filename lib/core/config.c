@@ -664,14 +664,14 @@ static int read_all(int fd, char *buf, size_t cap, size_t expect, size_t *len)
  * directories above it are checked too (pg_open_trusted_path()), so only
  * root (or the caller, when not root) can replace it in between.
  */
-static int check_ca_file(const struct pg_config *cfg, struct pg_error *err)
+static int check_ca_file(const struct pg_config *cfg, uid_t euid, struct pg_error *err)
 {
     char what[PG_ERROR_MAX];
     int fd = -1;
     if (!cfg->ca_file)
         return 0;
     snprintf(what, sizeof(what), "%s: ca_file %s", cfg->path, cfg->ca_file);
-    int r = pg_open_trusted_path(cfg->ca_file, geteuid(), what, &fd, NULL, err);
+    int r = pg_open_trusted_path(cfg->ca_file, euid, what, &fd, NULL, err);
     if (r == 0)
         close(fd);
     return r;
@@ -679,11 +679,16 @@ static int check_ca_file(const struct pg_config *cfg, struct pg_error *err)
 
 PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg_error *err)
 {
+    return pg_config_load_as(path, geteuid(), out, err);
+}
+
+int pg_config_load_as(const char *path, uid_t euid, struct pg_config **out, struct pg_error *err)
+{
     if (!path || !out)
         return pg_fail(err, PG_ERR_ARG, "invalid arguments");
     int fd = -1;
     size_t size = 0;
-    int r = pg_open_trusted_path(path, geteuid(), path, &fd, &size, err);
+    int r = pg_open_trusted_path(path, euid, path, &fd, &size, err);
     if (r < 0)
         return r;
 
@@ -700,7 +705,7 @@ PG_EXPORT int pg_config_load(const char *path, struct pg_config **out, struct pg
     if (r == 0)
         r = pg_config_parse(buf, len, path, &cfg, err);
     if (r == 0)
-        r = check_ca_file(cfg, err);
+        r = check_ca_file(cfg, euid, err);
     if (r == 0)
         *out = TAKE_PTR(cfg);
     pg_config_free(cfg);

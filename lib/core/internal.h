@@ -98,6 +98,10 @@ void pg_printable(char *out, size_t outsz, const char *in);
  * field whose key does not fit is left out.  The one quoting rule of the
  * module's and the CLI's audit lines.
  */
+/* pg_config_load() for a caller whose geteuid() is `euid` (the PAM module
+ * asks once per call and uses the answer throughout). */
+int pg_config_load_as(const char *path, uid_t euid, struct pg_config **out, struct pg_error *err);
+
 void pg_audit_field(char *out, size_t outsz, const char *key, const char *value, bool quote);
 
 /* Whether text may go to a terminal as it is: lines of printable text

@@ -37,11 +37,11 @@
 /* How long a helper that has said DONE may take to exit before it is killed. */
 #define EXIT_GRACE_MS 30000
 
-int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error *err)
+int pg_helper_account(const char *name, uid_t euid, uid_t *uid, gid_t *gid, struct pg_error *err)
 {
-    if (geteuid() != 0) {
+    if (euid != 0) {
         /* Without root there is no one to become: the helper runs as the caller. */
-        *uid = geteuid();
+        *uid = euid;
         *gid = getegid();
         return 0;
     }

@@ -44,12 +44,12 @@ struct pg_helper {
 };
 
 /*
- * The helper account's ids: helper_user's when the caller is root, the
- * caller's own otherwise (development and tests).  Looked up with
- * getpwnam_r, so it is safe inside a host process.  PG_ERR_CONFIG when the
- * account does not exist.
+ * The helper account's ids: helper_user's when the caller (effective uid
+ * `euid`, the caller's geteuid()) is root, the caller's own otherwise
+ * (development and tests).  Looked up with getpwnam_r, so it is safe inside
+ * a host process.  PG_ERR_CONFIG when the account does not exist.
  */
-int pg_helper_account(const char *name, uid_t *uid, gid_t *gid, struct pg_error *err);
+int pg_helper_account(const char *name, uid_t euid, uid_t *uid, gid_t *gid, struct pg_error *err);
 
 /*
  * In a forked child, before execve (async-signal-safe calls only): in, out
