@@ -410,17 +410,22 @@ static unsigned name_hash(const char *key, size_t keylen)
     return (v * 0x9e3779b1u) >> 24;
 }
 
-/* Whitespace is rare between tokens: one test when there is none. */
-#define SKIP_WS(p, end)                                                                            \
-    do {                                                                                           \
-        if ((p) < (end) && *(p) <= ' ')                                                            \
-            (p) = skip_ws((p), (end));                                                             \
-    } while (0)
+/* The byte at *pp after any whitespace (*pp moved to it), or -1 at the end
+ * of the input.  Whitespace is rare between tokens: one test when there is
+ * none. */
+static inline int peek(pos *pp, pos end)
+{
+    pos p = *pp;
+    if (p<end && * p> ' ')
+        return *p;
+    *pp = p = skip_ws(p, end);
+    return p < end ? *p : -1;
+}
 
 /* Members or elements after the opening bracket, up to the closing one. */
 static pos parse_container(struct parser *ps, pos p, struct pg_json *v, bool object)
 {
-    const unsigned char close = object ? '}' : ']';
+    const int close = object ? '}' : ']';
     pos end = ps->end;
     struct pg_json **link = &v->u.first; /* where the next member goes */
     uint32_t count = 0;
@@ -428,17 +433,16 @@ static pos parse_container(struct parser *ps, pos p, struct pg_json *v, bool obj
     v->type = object ? PG_JSON_OBJECT : PG_JSON_ARRAY;
     if (++ps->depth > PG_JSON_MAX_DEPTH)
         return NULL;
-    SKIP_WS(p, end);
-    if (p < end && *p == close) {
+    int c = peek(&p, end);
+    if (c == close) {
         ps->depth--;
         return p + 1;
     }
     for (;;) {
         const char *key = NULL;
         uint32_t keylen = 0;
-        SKIP_WS(p, end);
         if (object) {
-            if (count >= PG_JSON_MAX_MEMBERS || p >= end || *p != '"' ||
+            if (c != '"' || count >= PG_JSON_MAX_MEMBERS ||
                 !(p = parse_string(ps, p + 1, &key, &keylen)))
                 return NULL;
             /* Only a name whose hash was seen before needs a look at the others. */
@@ -447,17 +451,16 @@ static pos parse_container(struct parser *ps, pos p, struct pg_json *v, bool obj
             if ((names[h >> 6] & bit) && key_seen(v->u.first, key, keylen))
                 return NULL;
             names[h >> 6] |= bit;
-            SKIP_WS(p, end);
-            if (p >= end || *p != ':')
+            if (peek(&p, end) != ':')
                 return NULL;
             p++;
-            SKIP_WS(p, end);
+            c = peek(&p, end);
         }
         struct pg_json *child = new_node(ps);
         if (!child)
             return NULL;
         /* Strings, the most common values, without the general dispatch. */
-        if (p < end && *p == '"') {
+        if (c == '"') {
             child->type = PG_JSON_STRING;
             p = parse_string(ps, p + 1, &child->u.s, &child->len);
         } else {
@@ -469,18 +472,18 @@ static pos parse_container(struct parser *ps, pos p, struct pg_json *v, bool obj
         child->keylen = keylen;
         *link = child;
         link = &child->next;
-        v->len = ++count;
-        SKIP_WS(p, end);
-        if (p >= end)
-            return NULL;
-        unsigned char c = *p++;
+        count++;
+        c = peek(&p, end);
         if (c == close)
             break;
         if (c != ',')
             return NULL;
+        p++;
+        c = peek(&p, end);
     }
+    v->len = count;
     ps->depth--;
-    return p;
+    return p + 1;
 }
 
 static pos parse_value(struct parser *ps, pos p, struct pg_json *v)

@@ -66,6 +66,12 @@ int pg_json_parse(const char *in, size_t len, struct pg_json_doc **out);
  * any other; buf stays the caller's and must outlive the document.
  */
 int pg_json_parse_in(const char *in, size_t len, void *buf, size_t bufsz, struct pg_json_doc **out);
+/* A buffer of n bytes for pg_json_parse_in, aligned for any object. */
+#define PG_JSON_BUF(n)                                                                             \
+    union {                                                                                        \
+        max_align_t align;                                                                         \
+        unsigned char bytes[n];                                                                    \
+    }
 void pg_json_free(struct pg_json_doc *doc);
 /* pg_json_free, clearing the tree and its strings first (they held a secret). */
 void pg_json_free_secret(struct pg_json_doc *doc);

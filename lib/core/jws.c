@@ -11,7 +11,6 @@
  *     and b64: nothing in a token may widen what the verifier trusts.
  */
 #include <openssl/ecdsa.h>
-#include <stddef.h>
 #include <stdio.h>
 
 #include "internal.h"
@@ -255,10 +254,7 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
     /* A header, its parsed document and a signature (up to 8192-bit RSA)
      * fit on the stack. */
     unsigned char hlocal[512], slocal[1025];
-    union {
-        max_align_t align;
-        unsigned char bytes[1024];
-    } hdocbuf;
+    PG_JSON_BUF(1024) hdocbuf;
     unsigned char *hbuf = NULL, *sig = NULL, *pbuf = NULL;
     size_t hlen = 0, siglen = 0, plen = 0;
     struct pg_json_doc *hdoc = NULL;
@@ -302,13 +298,14 @@ int pg_jws_peek(const char *token, size_t len, char *kid, size_t kidsz, unsigned
     struct pg_verify_result res = {0};
     struct segments sg = {0};
     unsigned char hlocal[512], *hbuf = NULL;
+    PG_JSON_BUF(1024) hdocbuf;
     size_t hlen = 0;
     struct pg_json_doc *hdoc = NULL;
     int r = split(token, len, &sg, &res);
     if (r == 0)
         r = decode_segment(sg.h, sg.hlen, "header", hlocal, sizeof(hlocal), &hbuf, &hlen, &res);
     if (r == 0)
-        r = pg_json_parse((const char *)hbuf, hlen, &hdoc);
+        r = pg_json_parse_in((const char *)hbuf, hlen, &hdocbuf, sizeof(hdocbuf), &hdoc);
     const struct pg_json *k = r == 0 ? pg_json_get(pg_json_root(hdoc), "kid") : NULL;
     if (r == 0 && (!k || k->type != PG_JSON_STRING || k->len == 0 || k->len >= kidsz ||
                    memchr(k->u.s, '\0', k->len)))

@@ -11,7 +11,6 @@
  *   - Keep every time computation free of overflow: numeric claims are
  *     bounded to 0..MAX_TIME before any arithmetic.
  */
-#include <stddef.h>
 #include <stdio.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -488,10 +487,7 @@ PG_EXPORT int pg_verify_token(const struct pg_config *cfg, const struct pg_keyse
 
     /* The payload and its document on the stack for tokens of the usual size. */
     unsigned char plocal[4096], *payload = NULL;
-    union {
-        max_align_t align;
-        unsigned char bytes[4096];
-    } docbuf;
+    PG_JSON_BUF(4096) docbuf;
     size_t plen = 0;
     const struct pg_key *key = NULL;
     struct pg_json_doc *doc = NULL;
