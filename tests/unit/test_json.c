@@ -126,8 +126,8 @@ static void test_rejects(void **state)
     expect_reject("{\"a\":\"b\0\"}", 10); /* raw NUL */
 }
 
-/* The node area is sized by counting the bytes that may open a value (eight
- * at a time): the densest documents, of every length modulo 8, must fit. */
+/* Nodes come from blocks sized from the input's length and grown as needed:
+ * the densest documents, of every length modulo 8, must parse. */
 static void test_densest(void **state)
 {
     (void)state;
@@ -172,7 +172,7 @@ static void test_depth_limit(void **state)
 static void test_many_members(void **state)
 {
     (void)state;
-    /* Node capacity is computed up front; a wide flat object must fit exactly. */
+    /* A wide flat object: many more nodes than the first block holds. */
     size_t n = 3000, cap = n * 16 + 16, off = 0;
     char *buf = malloc(cap);
     assert_non_null(buf);
@@ -209,6 +209,112 @@ static void test_member_limit(void **state)
     free(buf);
 }
 
+/*
+ * Strings are scanned sixteen bytes at a time: an escape, a UTF-8 sequence,
+ * a control character or the closing quote at every offset, in strings
+ * that end far from and close to the end of the document.
+ */
+static void test_string_offsets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *raw, *decoded; /* NULL: refused */
+    } specials[] = {
+        {"\\n", "\n"},
+        {"\\\"", "\""},
+        {"\\\\", "\\"},
+        {"\\u00e9", "\xc3\xa9"},
+        {"\\ud83d\\ude00", "\xf0\x9f\x98\x80"},
+        {"\xc3\xa9", "\xc3\xa9"},
+        {"\xe2\x82\xac", "\xe2\x82\xac"},
+        {"\x7f", "\x7f"},
+        {"\x1f", NULL},
+        {"\t", NULL},
+        {"\xc3", NULL},
+        {"\x80", NULL},
+        {"\\u0000", NULL},
+    };
+    char doc[160], want[80];
+    for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
+        for (int before = 0; before < 40; before++)
+            for (int after = 0; after < 20; after += 19) {
+                int n = snprintf(doc, sizeof(doc), "[\"%.*s%s%.*s\"]", before,
+                                 "abcdefghijklmnopqrstuvwxyz0123456789ABCD", specials[i].raw, after,
+                                 "0123456789abcdefghijk");
+                if (!specials[i].decoded) {
+                    expect_reject(doc, (size_t)n);
+                    continue;
+                }
+                snprintf(want, sizeof(want), "%.*s%s%.*s", before,
+                         "abcdefghijklmnopqrstuvwxyz0123456789ABCD", specials[i].decoded, after,
+                         "0123456789abcdefghijk");
+                struct pg_json_doc *d = parse_ok(doc);
+                const struct pg_json *s = pg_json_root(d)->u.first;
+                assert_int_equal(s->type, PG_JSON_STRING);
+                assert_string_equal(s->u.s, want);
+                assert_int_equal(s->len, strlen(want));
+                pg_json_free(d);
+                /* Cut anywhere inside the string: unterminated. */
+                for (int cut = 1; cut < n - 2; cut += 7)
+                    expect_reject(doc, (size_t)cut);
+            }
+}
+
+/* Duplicate names are found among many members, wherever the second one is
+ * (names are filtered by a hash first, so many share one). */
+static void test_duplicates_among_many(void **state)
+{
+    (void)state;
+    size_t cap = 300 * 16 + 64;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (size_t dup = 0; dup <= 300; dup += 23) {
+        size_t off = 0;
+        buf[off++] = '{';
+        for (size_t i = 0; i < 300; i++)
+            off += (size_t)snprintf(buf + off, cap - off, "%s\"n%zu\":%zu", i ? "," : "", i, i);
+        if (dup < 300)
+            off += (size_t)snprintf(buf + off, cap - off, ",\"n%zu\":0", dup);
+        buf[off++] = '}';
+        struct pg_json_doc *d = NULL;
+        assert_int_equal(pg_json_parse(buf, off, &d), dup < 300 ? PG_ERR_ARG : 0);
+        pg_json_free(d);
+    }
+    free(buf);
+}
+
+/* Integers: 19 digits always fit the 64-bit magnitude, 20 never fit int64. */
+static void test_integer_digits(void **state)
+{
+    (void)state;
+    struct pg_json_doc *d = parse_ok("[1000000000000000000,-1000000000000000000,0,-0]");
+    const struct pg_json *a = pg_json_root(d)->u.first;
+    assert_true(a->u.i == INT64_C(1000000000000000000));
+    assert_true(a->next->u.i == -INT64_C(1000000000000000000));
+    assert_true(a->next->next->u.i == 0 && a->next->next->next->u.i == 0);
+    pg_json_free(d);
+    expect_reject("9999999999999999999", 19);
+    expect_reject("10000000000000000000", 20);
+    expect_reject("-10000000000000000000", 21);
+    expect_reject("18446744073709551616", 20); /* 2^64: wraps to 0 */
+    expect_reject("36893488147419103232", 20); /* 2^65 */
+    /* Every length, eight digits at a time then one at a time; a byte just
+     * outside '0'..'9' ('/' and ':') anywhere ends the number. */
+    static const char digits[] = "1234567890123456789";
+    char buf[40];
+    for (int n = 1; n <= 19; n++) {
+        snprintf(buf, sizeof(buf), "[%.*s]", n, digits);
+        d = parse_ok(buf);
+        assert_true(pg_json_root(d)->u.first->u.i == strtoll(buf + 1, NULL, 10));
+        pg_json_free(d);
+        for (int at = 0; at < n; at++)
+            for (const char *c = "/:"; *c; c++) {
+                snprintf(buf, sizeof(buf), "[%.*s%c%s]", at, digits, *c, digits + at + 1);
+                expect_reject(buf, strlen(buf));
+            }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +322,8 @@ int main(void)
         cmocka_unit_test(test_int64_limits),   cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_depth_limit),    cmocka_unit_test(test_many_members),
         cmocka_unit_test(test_member_limit),   cmocka_unit_test(test_densest),
+        cmocka_unit_test(test_string_offsets), cmocka_unit_test(test_duplicates_among_many),
+        cmocka_unit_test(test_integer_digits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -394,6 +394,28 @@ static void test_oversized(void **state)
     assert_true(strlen(t) > PG_TOKEN_MAX);
     expect(f, NULL, t, PG_REASON_MALFORMED);
     free(pad), free(extra), free(c), free(t);
+    /* Large but allowed: a header, a payload and their documents beyond
+     * what the verifier keeps on its stack, in every combination. */
+    for (int big = 1; big < 4; big++) {
+        char hdr[1200], *groups = malloc(8192);
+        size_t off = (size_t)snprintf(groups, 8192, ",\"groups\":[");
+        for (int i = 0; i < ((big & 1) ? 700 : 1); i++)
+            off += (size_t)snprintf(groups + off, 8192 - off, "%s\"g%d\"", i ? "," : "", i);
+        snprintf(groups + off, 8192 - off, "]");
+        off = (size_t)snprintf(hdr, sizeof(hdr), "{\"alg\":\"RS256\",\"kid\":\"r1\",\"x\":[");
+        for (int i = 0; i < ((big & 2) ? 300 : 0); i++)
+            off += (size_t)snprintf(hdr + off, sizeof(hdr) - off, "0,");
+        snprintf(hdr + off, sizeof(hdr) - off, "0]}");
+        c = claims(groups);
+        t = tk_sign(f->rsa, "RS256", hdr, c);
+        struct pg_verify_result res;
+        assert_int_equal(
+            verify_with(f, "roles_claim = groups\nrequired_roles = g0\n", t, strlen(t), &res), 0);
+        assert_int_equal(res.id.roles.count, (big & 1) ? 700 : 1);
+        assert_string_equal(res.id.sub, "s-1");
+        pg_verify_result_clear(&res);
+        free(groups), free(c), free(t);
+    }
 }
 
 static void test_duplicate_and_bad_json(void **state)
@@ -577,6 +599,50 @@ static void test_tenant(void **state)
     pg_config_free(cfg);
 }
 
+/*
+ * An issuer is Entra-shaped, and then binds tid to its tenant segment, only
+ * when that segment is exactly a GUID: one character changed anywhere in
+ * it, to a hex digit or a dash or anything else, in both issuer forms.
+ */
+static void test_issuer_tenant_shape(void **state)
+{
+    struct fixture *f = *state;
+    static const char subst[] = "0aF9fAgGz-._~";
+    for (int form = 0; form < 2; form++)
+        for (int at = 0; at < 36; at++)
+            for (const char *ch = subst; *ch; ch++) {
+                char guid[37], iss[128], cfgtext[256], payload[512];
+                memcpy(guid, TID, 37);
+                guid[at] = *ch;
+                bool dash = at == 8 || at == 13 || at == 18 || at == 23;
+                bool shaped = dash ? *ch == '-' : strchr("0123456789abcdefABCDEF", *ch) != NULL;
+                snprintf(iss, sizeof(iss),
+                         form ? "https://sts.windows.net/%s/"
+                              : "https://login.microsoftonline.com/%s/v2.0",
+                         guid);
+                snprintf(cfgtext, sizeof(cfgtext), "issuer = %s\nclient_id = " CID "\n", iss);
+                snprintf(payload, sizeof(payload),
+                         "{\"aud\":\"" CID "\",\"iss\":\"%s\",\"exp\":1767229200,\"sub\":\"s\","
+                         "\"tid\":\"" OTHER_TID "\"}",
+                         iss);
+                struct pg_config *cfg = NULL;
+                assert_int_equal(pg_config_parse(cfgtext, strlen(cfgtext), "t", &cfg, NULL), 0);
+                char *t = tk_sign(f->rsa, "RS256", HDR_RS256, payload);
+                struct pg_verify_result res;
+                int r =
+                    pg_verify_token(cfg, f->ks, t, strlen(t), &(struct pg_verify_opts){NOW}, &res);
+                if (shaped) {
+                    assert_int_equal(r, PG_ERR_TOKEN);
+                    assert_int_equal(res.reason, PG_REASON_TENANT);
+                } else {
+                    assert_int_equal(r, 0);
+                }
+                pg_verify_result_clear(&res);
+                free(t);
+                pg_config_free(cfg);
+            }
+}
+
 static void test_generic_oidc(void **state)
 {
     struct fixture *f = *state;
@@ -652,6 +718,14 @@ static void test_roles(void **state)
                   PG_REASON_NONE);
     expect_claims(f, "required_roles = Build.Admin Other\nroles_match = any\n", NULL,
                   PG_REASON_ROLES);
+    /* Another top-level roles claim; or one that is also a claim read for
+     * itself: it is found for both. */
+    expect_claims(f, "roles_claim = groups\n", ",\"groups\":[\"AgentPool.Enroll\"]",
+                  PG_REASON_NONE);
+    expect_claims(f, "roles_claim = groups\n", NULL, PG_REASON_ROLES);
+    char *c = claims(NULL), *t = tk_sign(f->rsa, "RS256", HDR_RS256, c);
+    expect_detail(f, "roles_claim = aud\n", t, PG_REASON_CLAIMS, "'aud' is not an array");
+    free(c), free(t);
 }
 
 static void test_app_tokens(void **state)
@@ -701,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_issuer),
         cmocka_unit_test(test_key_issuer_template),
         cmocka_unit_test(test_tenant),
+        cmocka_unit_test(test_issuer_tenant_shape),
         cmocka_unit_test(test_generic_oidc),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_app_tokens),
