@@ -44,16 +44,18 @@ PG_EXPORT size_t pg_b64url_decoded_len(size_t len)
 /*
  * Tokens are decoded on every login (a 2048-bit key's signature alone is
  * 342 characters), so x86-64 decodes 16 or 32 characters per step with
- * SSSE3 or AVX2.  A character is invalid when the class bit of its high
- * nibble is among the bits its low nibble rules out:
+ * SSSE3 or AVX2 (64 with AVX-512 VBMI: below).  A character is invalid
+ * when the class bit of its high nibble is among the bits its low nibble
+ * rules out:
  *   bit 0: high 0, 1 or 8-F (all)     bit 1: high 2, all but low D ('-')
  *   bit 2: high 3, low A-F             bit 3: high 4 or 6, low 0
  *   bit 4: high 5, low B-E             bit 5: high 7, low B-F
  * Its value is the character plus SHIFT[high nibble], and 33 more for '_'.
  * Then pairs of 6-bit values become 12 bits, pairs of those 24, and ORDER
  * puts each group's three bytes big-endian, four groups a 16-byte lane.
- * Both return how many characters they decoded, stopping before the first
- * block with any invalid character: the scalar loop then refuses it.
+ * The decoders return how many characters they decoded, stopping before
+ * the first block with any invalid character: the scalar loop then
+ * refuses it.
  */
 #define HI_CLASS 1, 1, 2, 4, 8, 16, 8, 32, 1, 1, 1, 1, 1, 1, 1, 1
 #define LO_CLASS 11, 3, 3, 3, 3, 3, 3, 3, 3, 3, 7, 55, 55, 53, 55, 39
@@ -159,24 +161,19 @@ BLOCK_DECODER(decode_avx2, "avx2", block_avx2, 32)
 BLOCK_DECODER(decode_avx512, "avx512f,avx512bw,avx512vbmi", block_avx512, 64)
 #endif
 
-PG_EXPORT int pg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
+/*
+ * Check the arguments, let `vector` (when not NULL) decode what it can from
+ * the start, then the whole groups of four characters (three bytes) left,
+ * then the last partial group.  Any NO sets bit 7 of the OR.
+ */
+static inline int decode_with(size_t (*vector)(const unsigned char *, size_t, unsigned char *),
+                              const char *in, size_t len, unsigned char *out, size_t *outlen)
 {
     if (!in || !out || !outlen || len % 4 == 1)
         return PG_ERR_ARG;
 
-    size_t o = 0, i = 0;
     const unsigned char *u = (const unsigned char *)in;
-#ifdef PG_B64URL_SIMD
-    if (len >= 64 && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw"))
-        i = decode_avx512(u, len, out);
-    else if (len >= 32 && __builtin_cpu_supports("avx2"))
-        i = decode_avx2(u, len, out);
-    else if (len >= 16 && __builtin_cpu_supports("ssse3"))
-        i = decode_ssse3(u, len, out);
-    o = i / 4 * 3;
-#endif
-    /* Whole groups of four characters (three bytes): the rest of the
-     * input, or all of it without SSSE3.  Any NO sets bit 7 of the OR. */
+    size_t i = vector ? vector(u, len, out) : 0, o = i / 4 * 3;
     for (; i + 4 <= len; i += 4) {
         uint32_t a = b64url_value[u[i]], b = b64url_value[u[i + 1]], c = b64url_value[u[i + 2]],
                  d = b64url_value[u[i + 3]];
@@ -207,4 +204,18 @@ PG_EXPORT int pg_b64url_decode(const char *in, size_t len, unsigned char *out, s
         return PG_ERR_ARG;
     *outlen = o;
     return 0;
+}
+
+PG_EXPORT int pg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
+{
+    size_t (*vector)(const unsigned char *, size_t, unsigned char *) = NULL;
+#ifdef PG_B64URL_SIMD
+    if (len >= 64 && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw"))
+        vector = decode_avx512;
+    else if (len >= 32 && __builtin_cpu_supports("avx2"))
+        vector = decode_avx2;
+    else if (len >= 16 && __builtin_cpu_supports("ssse3"))
+        vector = decode_ssse3;
+#endif
+    return decode_with(vector, in, len, out, outlen);
 }

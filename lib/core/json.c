@@ -225,11 +225,16 @@ static const unsigned char plain_byte[256] = {
 };
 /* clang-format on */
 
+/* How many bytes plain_copy may write past the string it copies (copies
+ * of the input that follows it): the string area has room for them, and
+ * pg_json_free_secret clears them too. */
+#define COPY_OVERRUN 15
+
 /*
  * Copy the bytes from p that stand for themselves in a string (printable
  * ASCII other than '"' and '\\': nearly all of every document) to o, and
- * return how many there are.  It may write up to 15 bytes beyond those
- * into o: the string area has room for them (see pg_json_parse).
+ * return how many there are.  It may write up to COPY_OVERRUN bytes beyond
+ * those into o.
  */
 static size_t plain_copy(const unsigned char *p, const unsigned char *end, char *o)
 {
@@ -523,9 +528,9 @@ int pg_json_parse_in(const char *in, size_t len, void *buf, size_t bufsz, struct
     /* Every value but the root takes at least two bytes (a separator and
      * itself), but most take far more: start with room for one node per 32
      * bytes and grow.  Strings: each decodes to fewer bytes than its quoted
-     * form (escapes only shrink), NUL included, and plain_copy may write 15
-     * bytes past the end of the last one. */
-    size_t cap = len / 32 + 8, strbytes = len + 16;
+     * form (escapes only shrink), NUL included, and plain_copy may write
+     * COPY_OVERRUN bytes past the end of the last one. */
+    size_t cap = len / 32 + 8, strbytes = len + 1 + COPY_OVERRUN;
     size_t need =
         sizeof(struct pg_json_doc) + sizeof(struct block) + cap * sizeof(struct pg_json) + strbytes;
     struct pg_json_doc *doc = need <= bufsz ? buf : malloc(need);
@@ -558,8 +563,8 @@ static void free_doc(struct pg_json_doc *doc, bool wipe)
 {
     if (!doc)
         return;
-    if (wipe)
-        pg_memzero(doc->strings, doc->nstr);
+    if (wipe) /* (nstr is at most len: the overrun is inside the string area) */
+        pg_memzero(doc->strings, doc->nstr + COPY_OVERRUN);
     for (struct block *b = doc->blocks, *prev; b; b = prev) {
         prev = b->prev;
         if (wipe)
