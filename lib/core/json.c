@@ -5,46 +5,87 @@
  * tree RFC 8259 describes or an error; no input is read past `len`.
  */
 #include <stdbool.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 #include "json.h"
 
-struct pg_json_doc {
-    struct pg_json *nodes; /* all nodes of the tree; nodes[0] is the root */
-    size_t nnodes, capnodes;
-    char *strings; /* decoded strings, NUL-terminated */
-    size_t nstr, capstr;
-    /* nodes and strings live in the memory that follows this struct */
+/* Nodes come from blocks: the first, sized from the input's length, in the
+ * document's own allocation; each further one twice the size of the last. */
+struct block {
+    struct block *prev;
+    size_t used, cap;
+    struct pg_json nodes[];
 };
 
+struct pg_json_doc {
+    struct block *blocks; /* the newest first; the oldest is in this allocation */
+    struct pg_json *root;
+    char *strings; /* decoded strings, NUL-terminated, in this allocation */
+    size_t nstr;
+    bool allocated; /* false: in the caller's buffer (pg_json_parse_in) */
+};
+
+/*
+ * The parse functions take the position and return the one after what
+ * they read, or NULL for an error: the position stays in a register on
+ * the common path.  `p` here is only for the rare paths (escapes, UTF-8).
+ */
 struct parser {
     const unsigned char *p, *end;
+    char *out;                       /* where the next string goes in the string area */
+    struct pg_json *node, *node_end; /* the free nodes of the newest block */
     struct pg_json_doc *doc;
     unsigned depth;
+    bool nomem;
 };
 
-static int parse_value(struct parser *ps, struct pg_json *v);
+typedef const unsigned char *pos;
 
-static void skip_ws(struct parser *ps)
+static pos parse_value(struct parser *ps, pos p, struct pg_json *v);
+
+static pos skip_ws(pos p, pos end)
 {
-    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-        ps->p++;
+    /* (Documents poolgate reads are mostly compact: one test for those.) */
+    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
 }
 
-static bool take(struct parser *ps, const char *lit, size_t n)
+static pos take(pos p, pos end, const char *lit, size_t n)
 {
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0)
+    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+/* The newest block is full: a new one, twice its size. */
+static __attribute__((noinline)) bool grow(struct parser *ps)
+{
+    struct block *b = ps->doc->blocks;
+    size_t cap = b->cap * 2;
+    struct block *nb = cap < SIZE_MAX / 2 / sizeof(struct pg_json)
+                           ? malloc(sizeof(*nb) + cap * sizeof(struct pg_json))
+                           : NULL;
+    if (!nb) {
+        ps->nomem = true;
         return false;
-    ps->p += n;
+    }
+    b->used = b->cap;
+    nb->prev = b;
+    nb->used = 0;
+    nb->cap = cap;
+    ps->doc->blocks = nb;
+    ps->node = nb->nodes;
+    ps->node_end = nb->nodes + cap;
     return true;
 }
 
 static struct pg_json *new_node(struct parser *ps)
 {
-    struct pg_json_doc *d = ps->doc;
-    if (d->nnodes >= d->capnodes)
-        return NULL; /* cannot happen: capacity is an upper bound; fail closed */
-    struct pg_json *n = &d->nodes[d->nnodes++];
+    if (ps->node == ps->node_end && !grow(ps))
+        return NULL;
+    struct pg_json *n = ps->node++;
     memset(n, 0, sizeof(*n));
     return n;
 }
@@ -184,70 +225,86 @@ static const unsigned char plain_byte[256] = {
 };
 /* clang-format on */
 
-/* Bytes from p that stand for themselves in a string: printable ASCII other
- * than '"' and '\\' (the common case, copied as one run). */
-static size_t plain_run(const unsigned char *p, const unsigned char *end)
+/* How many bytes plain_copy may write past the string it copies (copies
+ * of the input that follows it): the string area has room for them, and
+ * pg_json_free_secret clears them too. */
+#define COPY_OVERRUN 15
+
+/*
+ * Copy the bytes from p that stand for themselves in a string (printable
+ * ASCII other than '"' and '\\': nearly all of every document) to o, and
+ * return how many there are.  It may write up to COPY_OVERRUN bytes beyond
+ * those into o.
+ */
+static size_t plain_copy(const unsigned char *p, const unsigned char *end, char *o)
 {
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     const unsigned char *q = p;
-    /* Eight bytes at a time while none of them is special: a byte below
-     * 0x20, '"', '\\' or one with bit 7 set (the classic zero-byte test,
-     * exact for "is there any"); the byte loop finds which one it is. */
-    while (end - q >= 8) {
-        uint64_t w;
-        memcpy(&w, q, 8);
-        uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-        uint64_t special =
-            ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) | w;
-        if (special & highs)
-            break;
-        q += 8;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                  space = _mm_set1_epi8(0x20);
+    while (end - q >= 16) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)q);
+        _mm_storeu_si128((__m128i *)(void *)(o + (q - p)), c);
+        __m128i special =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(c, quote), _mm_cmpeq_epi8(c, bslash)),
+                         _mm_cmpgt_epi8(space, c));
+        unsigned m = (unsigned)_mm_movemask_epi8(special);
+        if (m)
+            return (size_t)(q - p) + (size_t)__builtin_ctz(m);
+        q += 16;
     }
-    while (q < end && plain_byte[*q])
+#endif
+    while (q < end && plain_byte[*q]) {
+        o[q - p] = (char)*q;
         q++;
+    }
     return (size_t)(q - p);
 }
 
-/* A string after its opening quote; the decoded text goes to the string area. */
-static int parse_string(struct parser *ps, const char **out, uint32_t *outlen)
+/* At a byte plain_copy stopped on inside a string, other than the closing
+ * quote: an escape or a UTF-8 sequence, decoded to o + n.  Returns the new
+ * length, or SIZE_MAX for a control character or anything invalid.  (Apart,
+ * and taking no addresses, so that the common path stays short.) */
+static __attribute__((noinline)) size_t string_special(struct parser *ps, char *o, size_t n)
 {
-    struct pg_json_doc *d = ps->doc;
-    char *o = d->strings + d->nstr;
+    if (*ps->p == '\\') {
+        ps->p++;
+        return parse_escape(ps, o, &n) < 0 ? SIZE_MAX : n;
+    }
+    if (*ps->p < 0x80)
+        return SIZE_MAX; /* a control character (plain_copy took the rest) */
+    size_t k = utf8_seq(ps->p, ps->end);
+    if (k == 0)
+        return SIZE_MAX;
+    memcpy(o + n, ps->p, k);
+    ps->p += k;
+    return n + k;
+}
+
+/* A string after its opening quote; the decoded text goes to the string area. */
+static inline pos parse_string(struct parser *ps, pos p, const char **out, uint32_t *outlen)
+{
+    char *o = ps->out;
     size_t n = 0;
     for (;;) {
-        size_t run = plain_run(ps->p, ps->end);
-        memcpy(o + n, ps->p, run);
+        size_t run = plain_copy(p, ps->end, o + n);
         n += run;
-        ps->p += run;
-        if (ps->p >= ps->end)
-            return -1;
-        unsigned char c = *ps->p;
-        if (c == '"') {
-            ps->p++;
+        p += run;
+        if (p >= ps->end)
+            return NULL;
+        if (*p == '"')
             break;
-        }
-        if (c == '\\') {
-            ps->p++;
-            if (parse_escape(ps, o, &n) < 0)
-                return -1;
-        } else if (c < 0x80) {
-            return -1; /* a control character (plain_run took the rest) */
-        } else {
-            size_t k = utf8_seq(ps->p, ps->end);
-            if (k == 0)
-                return -1;
-            memcpy(o + n, ps->p, k);
-            n += k;
-            ps->p += k;
-        }
+        ps->p = p;
+        if ((n = string_special(ps, o, n)) == SIZE_MAX)
+            return NULL;
+        p = ps->p;
     }
-    if (n > UINT32_MAX)
-        return -1;
+    /* (n is below the input's length, which pg_json_parse bounds to 32 bits.) */
     o[n] = '\0';
-    d->nstr += n + 1;
+    ps->out = o + n + 1;
     *out = o;
     *outlen = (uint32_t)n;
-    return 0;
+    return p + 1;
 }
 
 static bool is_digit(unsigned char c)
@@ -255,54 +312,87 @@ static bool is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-/* RFC 8259 §6 number grammar; integers must fit int64_t. */
-static int parse_number(struct parser *ps, struct pg_json *v)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Eight digits at p as their value, when they are all digits (a NumericDate
+ * has ten): each byte's high nibble 3 and low nibble at most 9, then pairs,
+ * fours and eights combined with three multiplications. */
+static bool eight_digits(pos p, uint64_t *value)
 {
-    bool neg = false, integer = true, overflow = false;
+    const uint64_t high = 0xf0f0f0f0f0f0f0f0u;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    if ((w & high) != 0x3030303030303030u ||
+        ((w + 0x0606060606060606u) & high) != 0x3030303030303030u)
+        return false;
+    w -= 0x3030303030303030u;
+    w = w * 10 + (w >> 8);
+    w = ((w & 0x000000ff000000ffu) * (100 + (UINT64_C(1000000) << 32)) +
+         ((w >> 16) & 0x000000ff000000ffu) * (1 + (UINT64_C(10000) << 32))) >>
+        32;
+    *value = w;
+    return true;
+}
+#endif
+
+static pos skip_digits(pos p, pos end)
+{
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+/* RFC 8259 §6 number grammar; integers must fit int64_t. */
+static pos parse_number(pos p, pos end, struct pg_json *v)
+{
+    bool neg = false, integer = true;
     uint64_t mag = 0;
-    if (ps->p < ps->end && *ps->p == '-') {
+    if (p < end && *p == '-') {
         neg = true;
-        ps->p++;
+        p++;
     }
-    if (ps->p >= ps->end || !is_digit(*ps->p))
-        return -1;
-    if (*ps->p == '0') {
-        ps->p++;
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    pos digits = p;
+    if (*p == '0') {
+        p++;
     } else {
-        while (ps->p < ps->end && is_digit(*ps->p)) {
-            unsigned dgt = *ps->p++ - '0';
-            /* Too big for an integer, but it may still turn out to be a real. */
-            overflow |= mag > (UINT64_MAX - dgt) / 10;
-            mag = mag * 10 + dgt;
-        }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t eight;
+        for (; end - p >= 8 && eight_digits(p, &eight); p += 8)
+            mag = mag * 100000000 + eight;
+#endif
+        for (; p < end && is_digit(*p); p++)
+            mag = mag * 10 + (unsigned)(*p - '0');
     }
-    if (ps->p < ps->end && *ps->p == '.') {
+    /* No leading zeros: up to 19 digits fit in 64 bits (the value is checked
+     * below), 20 or more are too big for an integer, but it may still turn
+     * out to be a real. */
+    bool overflow = p - digits > 19;
+    if (p < end && *p == '.') {
         integer = false;
-        ps->p++;
-        if (ps->p >= ps->end || !is_digit(*ps->p))
-            return -1;
-        while (ps->p < ps->end && is_digit(*ps->p))
-            ps->p++;
+        p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        p = skip_digits(p, end);
     }
-    if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
+    if (p < end && (*p == 'e' || *p == 'E')) {
         integer = false;
-        ps->p++;
-        if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
-            ps->p++;
-        if (ps->p >= ps->end || !is_digit(*ps->p))
-            return -1;
-        while (ps->p < ps->end && is_digit(*ps->p))
-            ps->p++;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        p = skip_digits(p, end);
     }
     if (!integer) {
         v->type = PG_JSON_REAL;
-        return 0;
+        return p;
     }
     if (overflow || mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
-        return -1;
+        return NULL;
     v->type = PG_JSON_INT;
     v->u.i = neg ? (int64_t)(0 - mag) : (int64_t)mag;
-    return 0;
+    return p;
 }
 
 static bool key_seen(const struct pg_json *first, const char *key, uint32_t keylen)
@@ -314,162 +404,191 @@ static bool key_seen(const struct pg_json *first, const char *key, uint32_t keyl
     return false;
 }
 
-/* Members or elements after the opening bracket, up to the closing one. */
-static int parse_container(struct parser *ps, struct pg_json *v, bool object)
+/* A member name's hash, 0..255, from its length, first, middle and last
+ * bytes: for the duplicate check. */
+static unsigned name_hash(const char *key, size_t keylen)
 {
-    const unsigned char close = object ? '}' : ']';
-    struct pg_json *last = NULL;
+    const unsigned char *k = (const unsigned char *)key;
+    uint32_t v = keylen == 0 ? 0
+                             : (uint32_t)k[0] | (uint32_t)k[keylen / 2] << 8 |
+                                   (uint32_t)k[keylen - 1] << 16 | (uint32_t)keylen << 24;
+    return (v * 0x9e3779b1u) >> 24;
+}
+
+/* The byte at *pp after any whitespace (*pp moved to it), or -1 at the end
+ * of the input.  Whitespace is rare between tokens: one test when there is
+ * none. */
+static inline int peek(pos *pp, pos end)
+{
+    pos p = *pp;
+    if (p<end && * p> ' ')
+        return *p;
+    *pp = p = skip_ws(p, end);
+    return p < end ? *p : -1;
+}
+
+/* Members or elements after the opening bracket, up to the closing one. */
+static pos parse_container(struct parser *ps, pos p, struct pg_json *v, bool object)
+{
+    const int close = object ? '}' : ']';
+    pos end = ps->end;
+    struct pg_json **link = &v->u.first; /* where the next member goes */
+    uint32_t count = 0;
+    uint64_t names[4] = {0}; /* bit name_hash of every member so far */
     v->type = object ? PG_JSON_OBJECT : PG_JSON_ARRAY;
     if (++ps->depth > PG_JSON_MAX_DEPTH)
-        return -1;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == close) {
-        ps->p++;
+        return NULL;
+    int c = peek(&p, end);
+    if (c == close) {
         ps->depth--;
-        return 0;
+        return p + 1;
     }
     for (;;) {
         const char *key = NULL;
         uint32_t keylen = 0;
-        skip_ws(ps);
         if (object) {
-            if (v->len >= PG_JSON_MAX_MEMBERS)
-                return -1;
-            if (ps->p >= ps->end || *ps->p++ != '"' || parse_string(ps, &key, &keylen) < 0)
-                return -1;
-            if (key_seen(v->u.first, key, keylen))
-                return -1;
-            skip_ws(ps);
-            if (ps->p >= ps->end || *ps->p++ != ':')
-                return -1;
-            skip_ws(ps);
+            if (c != '"' || count >= PG_JSON_MAX_MEMBERS ||
+                !(p = parse_string(ps, p + 1, &key, &keylen)))
+                return NULL;
+            /* Only a name whose hash was seen before needs a look at the others. */
+            unsigned h = name_hash(key, keylen);
+            uint64_t bit = (uint64_t)1 << (h & 63);
+            if ((names[h >> 6] & bit) && key_seen(v->u.first, key, keylen))
+                return NULL;
+            names[h >> 6] |= bit;
+            if (peek(&p, end) != ':')
+                return NULL;
+            p++;
+            c = peek(&p, end);
         }
         struct pg_json *child = new_node(ps);
-        if (!child || parse_value(ps, child) < 0)
-            return -1;
+        if (!child)
+            return NULL;
+        /* Strings, the most common values, without the general dispatch. */
+        if (c == '"') {
+            child->type = PG_JSON_STRING;
+            p = parse_string(ps, p + 1, &child->u.s, &child->len);
+        } else {
+            p = parse_value(ps, p, child);
+        }
+        if (!p)
+            return NULL;
         child->key = key;
         child->keylen = keylen;
-        if (last)
-            last->next = child;
-        else
-            v->u.first = child;
-        last = child;
-        v->len++;
-        skip_ws(ps);
-        if (ps->p >= ps->end)
-            return -1;
-        unsigned char c = *ps->p++;
+        *link = child;
+        link = &child->next;
+        count++;
+        c = peek(&p, end);
         if (c == close)
             break;
         if (c != ',')
-            return -1;
+            return NULL;
+        p++;
+        c = peek(&p, end);
     }
+    v->len = count;
     ps->depth--;
-    return 0;
+    return p + 1;
 }
 
-static int parse_value(struct parser *ps, struct pg_json *v)
+static pos parse_value(struct parser *ps, pos p, struct pg_json *v)
 {
-    if (ps->p >= ps->end)
-        return -1;
-    switch (*ps->p) {
+    if (p >= ps->end)
+        return NULL;
+    switch (*p) {
     case '{':
     case '[':
-        return parse_container(ps, v, *ps->p++ == '{');
+        return parse_container(ps, p + 1, v, *p == '{');
     case '"':
-        ps->p++;
         v->type = PG_JSON_STRING;
-        return parse_string(ps, &v->u.s, &v->len);
+        return parse_string(ps, p + 1, &v->u.s, &v->len);
     case 't':
         v->type = PG_JSON_TRUE;
-        return take(ps, "true", 4) ? 0 : -1;
+        return take(p, ps->end, "true", 4);
     case 'f':
         v->type = PG_JSON_FALSE;
-        return take(ps, "false", 5) ? 0 : -1;
+        return take(p, ps->end, "false", 5);
     case 'n':
         v->type = PG_JSON_NULL;
-        return take(ps, "null", 4) ? 0 : -1;
+        return take(p, ps->end, "null", 4);
     default:
-        return parse_number(ps, v);
+        return parse_number(p, ps->end, v);
     }
-}
-
-/* How many of the eight bytes of w are `c`: exact, unlike the shorter
- * zero-byte test, which may also flag the byte above a match. */
-static unsigned count_byte(uint64_t w, unsigned char c)
-{
-    const uint64_t ones = 0x0101010101010101u, lows = 0x7f7f7f7f7f7f7f7fu;
-    uint64_t t = w ^ (ones * c);
-    uint64_t zero = ~(((t & lows) + lows) | t | lows); /* bit 7 of each byte that was c */
-    return (unsigned)(((zero >> 7) * ones) >> 56);
-}
-
-/*
- * Every value but the root starts after '[', '{' or ',', so their count plus
- * one bounds the number of nodes (commas inside strings only overestimate).
- * Counted eight bytes at a time: this reads every byte of every document
- * the login path parses.  Sizing from the length alone would skip the
- * scan but allocate (and dirty) far more memory.
- */
-static size_t node_bound(const char *in, size_t len)
-{
-    size_t n = 1, i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, in + i, 8);
-        n += count_byte(w, ',') + count_byte(w, '[') + count_byte(w, '{');
-    }
-    for (; i < len; i++)
-        n += in[i] == ',' || in[i] == '[' || in[i] == '{';
-    return n;
 }
 
 int pg_json_parse(const char *in, size_t len, struct pg_json_doc **out)
 {
+    return pg_json_parse_in(in, len, NULL, 0, out);
+}
+
+int pg_json_parse_in(const char *in, size_t len, void *buf, size_t bufsz, struct pg_json_doc **out)
+{
     if (!in || !out || len > (size_t)UINT32_MAX)
         return PG_ERR_ARG;
-    size_t nodes = node_bound(in, len);
-    size_t strbytes = len + len / 2 + 1;
-    struct pg_json_doc *doc = malloc(sizeof(*doc) + nodes * sizeof(struct pg_json) + strbytes);
+    /* Every value but the root takes at least two bytes (a separator and
+     * itself), but most take far more: start with room for one node per 32
+     * bytes and grow.  Strings: each decodes to fewer bytes than its quoted
+     * form (escapes only shrink), NUL included, and plain_copy may write
+     * COPY_OVERRUN bytes past the end of the last one. */
+    size_t cap = len / 32 + 8, strbytes = len + 1 + COPY_OVERRUN;
+    size_t need =
+        sizeof(struct pg_json_doc) + sizeof(struct block) + cap * sizeof(struct pg_json) + strbytes;
+    struct pg_json_doc *doc = need <= bufsz ? buf : malloc(need);
     if (!doc)
         return PG_ERR_NOMEM;
-    doc->nodes = (struct pg_json *)(doc + 1);
-    doc->nnodes = 0;
-    doc->capnodes = nodes;
-    doc->strings = (char *)(doc->nodes + nodes);
-    doc->nstr = 0;
-    doc->capstr = strbytes;
+    doc->allocated = doc != buf;
+    struct block *first = (struct block *)(doc + 1);
+    first->prev = NULL;
+    first->used = 0;
+    first->cap = cap;
+    doc->blocks = first;
+    doc->strings = (char *)(first->nodes + cap);
 
-    struct parser ps = {(const unsigned char *)in, (const unsigned char *)in + len, doc, 0};
-    struct pg_json *root = new_node(&ps);
-    skip_ws(&ps);
-    int r = parse_value(&ps, root);
-    skip_ws(&ps);
-    if (r < 0 || ps.p != ps.end) {
-        free(doc);
-        return PG_ERR_ARG;
+    pos end = (pos)in + len;
+    struct parser ps = {NULL, end, doc->strings, first->nodes, first->nodes + cap, doc, 0, false};
+    doc->root = new_node(&ps);
+    pos p = parse_value(&ps, skip_ws((pos)in, end), doc->root);
+    doc->nstr = (size_t)(ps.out - doc->strings);
+    doc->blocks->used = (size_t)(ps.node - doc->blocks->nodes);
+    if (!p || skip_ws(p, end) != end) {
+        pg_json_free(doc);
+        return ps.nomem ? PG_ERR_NOMEM : PG_ERR_ARG;
     }
     *out = doc;
     return 0;
 }
 
+/* Free the document, clearing what the parse wrote first when `wipe`. */
+static void free_doc(struct pg_json_doc *doc, bool wipe)
+{
+    if (!doc)
+        return;
+    if (wipe) /* (nstr is at most len: the overrun is inside the string area) */
+        pg_memzero(doc->strings, doc->nstr + COPY_OVERRUN);
+    for (struct block *b = doc->blocks, *prev; b; b = prev) {
+        prev = b->prev;
+        if (wipe)
+            pg_memzero(b->nodes, b->used * sizeof(struct pg_json));
+        if (prev) /* (the first block is part of doc) */
+            free(b);
+    }
+    if (doc->allocated)
+        free(doc);
+}
+
 void pg_json_free(struct pg_json_doc *doc)
 {
-    free(doc);
+    free_doc(doc, false);
 }
 
 void pg_json_free_secret(struct pg_json_doc *doc)
 {
-    if (doc) { /* (only what the parse wrote: the bounds are generous) */
-        pg_memzero(doc->strings, doc->nstr);
-        pg_memzero(doc->nodes, doc->nnodes * sizeof(struct pg_json));
-    }
-    free(doc);
+    free_doc(doc, true);
 }
 
 const struct pg_json *pg_json_root(const struct pg_json_doc *doc)
 {
-    return doc ? &doc->nodes[0] : NULL;
+    return doc ? doc->root : NULL;
 }
 
 const struct pg_json *pg_json_get(const struct pg_json *obj, const char *key)

@@ -67,15 +67,22 @@ static int split(const char *token, size_t len, struct segments *sg, struct pg_v
     return 0;
 }
 
-/* Decode one segment into a fresh buffer (NUL-terminated for convenience). */
-static int decode_segment(const char *in, size_t len, const char *what, unsigned char **out,
-                          size_t *outlen, struct pg_verify_result *res)
+/*
+ * Decode one segment (NUL-terminated for convenience) into `local` when it
+ * fits in `localsz` bytes, else into a fresh buffer the caller frees:
+ * *out says which.  Headers and signatures fit in a few hundred bytes.
+ */
+static int decode_segment(const char *in, size_t len, const char *what, unsigned char *local,
+                          size_t localsz, unsigned char **out, size_t *outlen,
+                          struct pg_verify_result *res)
 {
-    unsigned char *buf = malloc(pg_b64url_decoded_len(len) + 1);
+    size_t need = pg_b64url_decoded_len(len) + 1;
+    unsigned char *buf = need <= localsz ? local : malloc(need);
     if (!buf)
         return PG_ERR_NOMEM;
     if (pg_b64url_decode(in, len, buf, outlen) < 0) {
-        free(buf);
+        if (buf != local)
+            free(buf);
         return pg_refuse(res, PG_REASON_MALFORMED, "%s is not strict base64url", what);
     }
     buf[*outlen] = '\0';
@@ -83,35 +90,72 @@ static int decode_segment(const char *in, size_t len, const char *what, unsigned
     return 0;
 }
 
+/* Header members that are refused, in the order the refusal names them,
+ * and those read. */
 static const char *const forbidden_header[] = {"jwk", "jku", "x5u", "x5c", "crit", "b64", "zip"};
+enum { HDR_CRIT = 4, HDR_ALG = PG_ARRAY_SIZE(forbidden_header), HDR_KID, HDR_TYP, HDR_OTHER };
+
+/* Which of those a header member is (HDR_OTHER: none). */
+static unsigned header_member(const struct pg_json *m)
+{
+    switch (pg_json_name3(m)) {
+    case PG_JSON_NAME3('j', 'w', 'k'):
+        return 0;
+    case PG_JSON_NAME3('j', 'k', 'u'):
+        return 1;
+    case PG_JSON_NAME3('x', '5', 'u'):
+        return 2;
+    case PG_JSON_NAME3('x', '5', 'c'):
+        return 3;
+    case PG_JSON_NAME3('b', '6', '4'):
+        return 5;
+    case PG_JSON_NAME3('z', 'i', 'p'):
+        return 6;
+    case PG_JSON_NAME3('a', 'l', 'g'):
+        return HDR_ALG;
+    case PG_JSON_NAME3('k', 'i', 'd'):
+        return HDR_KID;
+    case PG_JSON_NAME3('t', 'y', 'p'):
+        return HDR_TYP;
+    case 0:
+        return m->keylen == 4 && memcmp(m->key, "crit", 4) == 0 ? HDR_CRIT : HDR_OTHER;
+    default:
+        return HDR_OTHER;
+    }
+}
 
 /* Header rules; on success *alg is the allowed algorithm and *kid the key id. */
 static int check_header(const struct pg_json *hdr, unsigned allowed, unsigned *alg,
                         const struct pg_json **kid, struct pg_verify_result *res)
 {
+    const struct pg_json *m[HDR_OTHER + 1] = {0};
     if (hdr->type != PG_JSON_OBJECT)
         return pg_refuse(res, PG_REASON_MALFORMED, "header is not a JSON object");
+    /* One pass over the members (the parser refused duplicates). */
+    for (const struct pg_json *v = hdr->u.first; v; v = v->next)
+        m[header_member(v)] = v;
     for (size_t i = 0; i < PG_ARRAY_SIZE(forbidden_header); i++)
-        if (pg_json_get(hdr, forbidden_header[i]))
+        if (m[i])
             return pg_refuse(res, PG_REASON_HEADER, "header member '%s' is not accepted",
                              forbidden_header[i]);
-    const struct pg_json *a = pg_json_get(hdr, "alg");
+    const struct pg_json *a = m[HDR_ALG];
     if (!a || a->type != PG_JSON_STRING)
         return pg_refuse(res, PG_REASON_ALGORITHM, "header has no 'alg' string");
-    char shown[72];
-    pg_sanitize(shown, sizeof(shown), a->u.s, a->len);
-    if (strcasecmp(a->u.s, "none") == 0)
-        return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is never accepted", shown);
     unsigned found = pg_alg_from_name(a->u.s);
-    if (!found)
-        return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is not supported", shown);
-    if (!(found & allowed))
+    if (!(found & allowed)) {
+        char shown[72];
+        pg_sanitize(shown, sizeof(shown), a->u.s, a->len);
+        if (strcasecmp(a->u.s, "none") == 0)
+            return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is never accepted", shown);
+        if (!found)
+            return pg_refuse(res, PG_REASON_ALGORITHM, "alg '%s' is not supported", shown);
         return pg_refuse(res, PG_REASON_ALGORITHM,
                          "alg '%s' is not allowed by the 'algorithms' setting", shown);
-    const struct pg_json *k = pg_json_get(hdr, "kid");
+    }
+    const struct pg_json *k = m[HDR_KID];
     if (!k || k->type != PG_JSON_STRING || k->len == 0)
         return pg_refuse(res, PG_REASON_HEADER, "header has no 'kid' string");
-    const struct pg_json *typ = pg_json_get(hdr, "typ");
+    const struct pg_json *typ = m[HDR_TYP];
     if (typ && typ->type != PG_JSON_STRING)
         return pg_refuse(res, PG_REASON_HEADER, "header 'typ' is not a string");
     *alg = found;
@@ -187,25 +231,30 @@ static int verify_signature(const struct pg_keyset *ks, const struct pg_key *k, 
 static int select_key(const struct pg_keyset *ks, const struct pg_json *kid, unsigned alg,
                       const struct pg_key **out, struct pg_verify_result *res)
 {
+    const struct pg_key *k = pg_keyset_find(ks, kid->u.s, kid->len);
+    if (k && !k->unusable && (k->algs & alg)) {
+        *out = k;
+        return 0;
+    }
     char shown[72];
     pg_sanitize(shown, sizeof(shown), kid->u.s, kid->len);
-    const struct pg_key *k = pg_keyset_find(ks, kid->u.s, kid->len);
     if (!k)
         return pg_refuse(res, PG_REASON_KEY, "no key with kid '%s' in the key set", shown);
     if (k->unusable)
         return pg_refuse(res, PG_REASON_KEY, "key '%s' is unusable: %s", shown, k->unusable);
-    if (!(k->algs & alg))
-        return pg_refuse(res, PG_REASON_ALGORITHM, "key '%s' cannot verify alg %s", shown,
-                         pg_alg_name(alg));
-    *out = k;
-    return 0;
+    return pg_refuse(res, PG_REASON_ALGORITHM, "key '%s' cannot verify alg %s", shown,
+                     pg_alg_name(alg));
 }
 
 int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const char *token,
-                      size_t len, unsigned char **payload, size_t *payload_len,
-                      const struct pg_key **key, struct pg_verify_result *res)
+                      size_t len, unsigned char *local, size_t localsz, unsigned char **payload,
+                      size_t *payload_len, const struct pg_key **key, struct pg_verify_result *res)
 {
     struct segments sg = {0};
+    /* A header, its parsed document and a signature (up to 8192-bit RSA)
+     * fit on the stack. */
+    unsigned char hlocal[512], slocal[1025];
+    PG_JSON_BUF(1024) hdocbuf;
     unsigned char *hbuf = NULL, *sig = NULL, *pbuf = NULL;
     size_t hlen = 0, siglen = 0, plen = 0;
     struct pg_json_doc *hdoc = NULL;
@@ -215,20 +264,21 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
 
     int r = split(token, len, &sg, res);
     if (r == 0)
-        r = decode_segment(sg.h, sg.hlen, "header", &hbuf, &hlen, res);
-    if (r == 0 && (r = pg_json_parse((const char *)hbuf, hlen, &hdoc)) == PG_ERR_ARG)
+        r = decode_segment(sg.h, sg.hlen, "header", hlocal, sizeof(hlocal), &hbuf, &hlen, res);
+    if (r == 0 && (r = pg_json_parse_in((const char *)hbuf, hlen, &hdocbuf, sizeof(hdocbuf),
+                                        &hdoc)) == PG_ERR_ARG)
         r = pg_refuse(res, PG_REASON_MALFORMED, "header is not strict JSON");
     if (r == 0)
         r = check_header(pg_json_root(hdoc), allowed_algs, &alg, &kid, res);
     if (r == 0)
         r = select_key(ks, kid, alg, &k, res);
     if (r == 0)
-        r = decode_segment(sg.s, sg.slen, "signature", &sig, &siglen, res);
+        r = decode_segment(sg.s, sg.slen, "signature", slocal, sizeof(slocal), &sig, &siglen, res);
     if (r == 0)
         r = verify_signature(ks, k, alg, &sg, sig, siglen, res);
     /* Only now, with the signature verified, is the payload decoded. */
     if (r == 0)
-        r = decode_segment(sg.p, sg.plen, "payload", &pbuf, &plen, res);
+        r = decode_segment(sg.p, sg.plen, "payload", local, localsz, &pbuf, &plen, res);
     if (r == 0) {
         *payload = TAKE_PTR(pbuf);
         *payload_len = plen;
@@ -236,8 +286,10 @@ int pg_jws_verify_key(const struct pg_keyset *ks, unsigned allowed_algs, const c
             *key = k;
     }
     pg_json_free(hdoc);
-    free(hbuf);
-    free(sig);
+    if (hbuf != hlocal)
+        free(hbuf);
+    if (sig != slocal)
+        free(sig);
     return r;
 }
 
@@ -245,14 +297,15 @@ int pg_jws_peek(const char *token, size_t len, char *kid, size_t kidsz, unsigned
 {
     struct pg_verify_result res = {0};
     struct segments sg = {0};
-    unsigned char *hbuf = NULL;
+    unsigned char hlocal[512], *hbuf = NULL;
+    PG_JSON_BUF(1024) hdocbuf;
     size_t hlen = 0;
     struct pg_json_doc *hdoc = NULL;
     int r = split(token, len, &sg, &res);
     if (r == 0)
-        r = decode_segment(sg.h, sg.hlen, "header", &hbuf, &hlen, &res);
+        r = decode_segment(sg.h, sg.hlen, "header", hlocal, sizeof(hlocal), &hbuf, &hlen, &res);
     if (r == 0)
-        r = pg_json_parse((const char *)hbuf, hlen, &hdoc);
+        r = pg_json_parse_in((const char *)hbuf, hlen, &hdocbuf, sizeof(hdocbuf), &hdoc);
     const struct pg_json *k = r == 0 ? pg_json_get(pg_json_root(hdoc), "kid") : NULL;
     if (r == 0 && (!k || k->type != PG_JSON_STRING || k->len == 0 || k->len >= kidsz ||
                    memchr(k->u.s, '\0', k->len)))
@@ -264,7 +317,8 @@ int pg_jws_peek(const char *token, size_t len, char *kid, size_t kidsz, unsigned
         *alg = a && a->type == PG_JSON_STRING ? pg_alg_from_name(a->u.s) : 0;
     }
     pg_json_free(hdoc);
-    free(hbuf);
+    if (hbuf != hlocal)
+        free(hbuf);
     return r < 0 ? r : 0;
 }
 
@@ -273,5 +327,6 @@ int pg_jws_verify_compact(const struct pg_keyset *ks, unsigned allowed_algs, con
                           struct pg_verify_result *res)
 {
     memset(res, 0, sizeof(*res));
-    return pg_jws_verify_key(ks, allowed_algs, token, len, payload, payload_len, NULL, res);
+    return pg_jws_verify_key(ks, allowed_algs, token, len, NULL, 0, payload, payload_len, NULL,
+                             res);
 }

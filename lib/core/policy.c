@@ -12,6 +12,9 @@
  *     bounded to 0..MAX_TIME before any arithmetic.
  */
 #include <stdio.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 #include "json.h"
@@ -52,10 +55,9 @@ PG_EXPORT const char *pg_reason_name(enum pg_reason reason)
 }
 
 /* A NumericDate claim: an integer in 0..MAX_TIME; absent gives -1. */
-static int read_time(const struct pg_json *root, const char *name, bool required, int64_t *out,
+static int read_time(const struct pg_json *v, const char *name, bool required, int64_t *out,
                      struct pg_verify_result *res)
 {
-    const struct pg_json *v = pg_json_get(root, name);
     if (!v) {
         *out = -1;
         return required ? pg_refuse(res, PG_REASON_CLAIMS, "no '%s' claim", name) : 0;
@@ -67,10 +69,9 @@ static int read_time(const struct pg_json *root, const char *name, bool required
 }
 
 /* An optional string claim; present with another type is an error. */
-static int read_string(const struct pg_json *root, const char *name, bool required,
+static int read_string(const struct pg_json *v, const char *name, bool required,
                        const struct pg_json **out, struct pg_verify_result *res)
 {
-    const struct pg_json *v = pg_json_get(root, name);
     if (v && v->type != PG_JSON_STRING)
         return pg_refuse(res, PG_REASON_CLAIMS, "'%s' is not a string", name);
     if (!v && required)
@@ -80,10 +81,9 @@ static int read_string(const struct pg_json *root, const char *name, bool requir
 }
 
 /* `aud`: one string, or a non-empty array whose members are all strings. */
-static int read_aud(const struct pg_json *root, const struct pg_json **out,
+static int read_aud(const struct pg_json *v, const struct pg_json **out,
                     struct pg_verify_result *res)
 {
-    const struct pg_json *v = pg_json_get(root, "aud");
     if (!v)
         return pg_refuse(res, PG_REASON_CLAIMS, "no 'aud' claim");
     if (v->type == PG_JSON_ARRAY) {
@@ -99,11 +99,20 @@ static int read_aud(const struct pg_json *root, const struct pg_json **out,
     return 0;
 }
 
+#define SEGMENT_MAX 128
+
+/* Whether a roles path names a member of the root itself (no dots). */
+static bool top_level(const char *path)
+{
+    size_t n = strcspn(path, ".");
+    return n > 0 && n < SEGMENT_MAX && path[n] == '\0';
+}
+
 /* Follow a dotted path such as "realm_access.roles" through nested objects. */
 static const struct pg_json *claim_path(const struct pg_json *root, const char *path)
 {
     const struct pg_json *cur = root;
-    char seg[128];
+    char seg[SEGMENT_MAX];
     while (cur && *path) {
         size_t n = strcspn(path, ".");
         if (n >= sizeof(seg))
@@ -116,10 +125,9 @@ static const struct pg_json *claim_path(const struct pg_json *root, const char *
     return cur;
 }
 
-static int read_roles(const struct pg_json *root, const char *path, const struct pg_json **out,
+static int read_roles(const struct pg_json *v, const char *path, const struct pg_json **out,
                       struct pg_verify_result *res)
 {
-    const struct pg_json *v = claim_path(root, path);
     if (v && v->type != PG_JSON_ARRAY)
         return pg_refuse(res, PG_REASON_CLAIMS, "'%s' is not an array", path);
     for (const struct pg_json *m = v ? v->u.first : NULL; m; m = m->next)
@@ -129,74 +137,168 @@ static int read_roles(const struct pg_json *root, const char *path, const struct
     return 0;
 }
 
+/* The claims read_claims looks at, in the order it checks them. */
+enum {
+    C_EXP,
+    C_NBF,
+    C_IAT,
+    C_ISS,
+    C_SUB,
+    C_OID,
+    C_TID,
+    C_IDTYP,
+    C_SCP,
+    C_AUD,
+    C_NAME,               /* display name only, never authorised on: the first string of */
+    C_PREFERRED_USERNAME, /* these three wins */
+    C_UPN,
+    C_ROLES, /* the roles claim, when it is a member of the root itself */
+    C_OTHER
+};
+
+/* Which of those (but the roles claim) a member is, or C_OTHER. */
+static unsigned claim_of(const struct pg_json *m)
+{
+    switch (pg_json_name3(m)) {
+    case PG_JSON_NAME3('e', 'x', 'p'):
+        return C_EXP;
+    case PG_JSON_NAME3('n', 'b', 'f'):
+        return C_NBF;
+    case PG_JSON_NAME3('i', 'a', 't'):
+        return C_IAT;
+    case PG_JSON_NAME3('i', 's', 's'):
+        return C_ISS;
+    case PG_JSON_NAME3('s', 'u', 'b'):
+        return C_SUB;
+    case PG_JSON_NAME3('o', 'i', 'd'):
+        return C_OID;
+    case PG_JSON_NAME3('t', 'i', 'd'):
+        return C_TID;
+    case PG_JSON_NAME3('s', 'c', 'p'):
+        return C_SCP;
+    case PG_JSON_NAME3('a', 'u', 'd'):
+        return C_AUD;
+    case PG_JSON_NAME3('u', 'p', 'n'):
+        return C_UPN;
+    case 0:
+        break;
+    default:
+        return C_OTHER;
+    }
+    if (m->keylen == 4 && memcmp(m->key, "name", 4) == 0)
+        return C_NAME;
+    if (m->keylen == 5 && memcmp(m->key, "idtyp", 5) == 0)
+        return C_IDTYP;
+    if (m->keylen == 18 && memcmp(m->key, "preferred_username", 18) == 0)
+        return C_PREFERRED_USERNAME;
+    return C_OTHER;
+}
+
 static int read_claims(const struct pg_json *root, const struct pg_config *cfg, struct claims *c,
                        struct pg_verify_result *res)
 {
     if (root->type != PG_JSON_OBJECT)
         return pg_refuse(res, PG_REASON_MALFORMED, "claims set is not a JSON object");
     c->root = root;
-    int r = read_time(root, "exp", true, &c->exp, res);
-    if (r == 0)
-        r = read_time(root, "nbf", false, &c->nbf, res);
-    if (r == 0)
-        r = read_time(root, "iat", false, &c->iat, res);
-    if (r == 0)
-        r = read_string(root, "iss", true, &c->iss, res);
-    if (r == 0)
-        r = read_string(root, "sub", true, &c->sub, res);
-    if (r == 0)
-        r = read_string(root, "oid", false, &c->oid, res);
-    if (r == 0)
-        r = read_string(root, "tid", false, &c->tid, res);
-    if (r == 0)
-        r = read_string(root, "idtyp", false, &c->idtyp, res);
-    if (r == 0)
-        r = read_string(root, "scp", false, &c->scp, res);
-    if (r == 0)
-        r = read_aud(root, &c->aud, res);
-    if (r == 0)
-        r = read_roles(root, cfg->roles_claim, &c->roles, res);
-    /* Display name only, never authorised on; first string of these wins. */
-    static const char *const names[] = {"name", "preferred_username", "upn"};
-    for (size_t i = 0; r == 0 && !c->name && i < PG_ARRAY_SIZE(names); i++) {
-        const struct pg_json *v = pg_json_get(root, names[i]);
-        c->name = v && v->type == PG_JSON_STRING ? v : NULL;
+    /* Every claim in one pass over the members (the parser refused
+     * duplicates), the roles claim too unless it is a path into nested
+     * objects; it may also be one of the others. */
+    const struct pg_json *m[C_OTHER + 1] = {0};
+    const char *rc = cfg->roles_claim;
+    bool top = top_level(rc);
+    size_t rlen = top ? strlen(rc) : 0;
+    for (const struct pg_json *v = root->u.first; v; v = v->next) {
+        m[claim_of(v)] = v;
+        if (top && v->keylen == rlen && v->key[0] == rc[0] && memcmp(v->key, rc, rlen) == 0)
+            m[C_ROLES] = v;
     }
+    const struct pg_json *roles = top ? m[C_ROLES] : claim_path(root, rc);
+
+    int r = read_time(m[C_EXP], "exp", true, &c->exp, res);
+    if (r == 0)
+        r = read_time(m[C_NBF], "nbf", false, &c->nbf, res);
+    if (r == 0)
+        r = read_time(m[C_IAT], "iat", false, &c->iat, res);
+    if (r == 0)
+        r = read_string(m[C_ISS], "iss", true, &c->iss, res);
+    if (r == 0)
+        r = read_string(m[C_SUB], "sub", true, &c->sub, res);
+    if (r == 0)
+        r = read_string(m[C_OID], "oid", false, &c->oid, res);
+    if (r == 0)
+        r = read_string(m[C_TID], "tid", false, &c->tid, res);
+    if (r == 0)
+        r = read_string(m[C_IDTYP], "idtyp", false, &c->idtyp, res);
+    if (r == 0)
+        r = read_string(m[C_SCP], "scp", false, &c->scp, res);
+    if (r == 0)
+        r = read_aud(m[C_AUD], &c->aud, res);
+    if (r == 0)
+        r = read_roles(roles, cfg->roles_claim, &c->roles, res);
+    for (size_t i = C_NAME; r == 0 && !c->name && i <= C_UPN; i++)
+        c->name = m[i] && m[i]->type == PG_JSON_STRING ? m[i] : NULL;
     return r;
 }
 
+/* Dashes at 8, 13, 18 and 23 of a GUID, hex digits everywhere else. */
+#define GUID_DASHES                                                                                \
+    ((UINT64_C(1) << 8) | (UINT64_C(1) << 13) | (UINT64_C(1) << 18) | (UINT64_C(1) << 23))
+#define GUID_ALL ((UINT64_C(1) << 36) - 1)
+
 static bool is_guid(const char *s, size_t len)
 {
+    uint64_t hex = 0, dash = 0;
     if (len != 36)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]) || s[i] == '\0')
-            return false;
+#ifdef __SSE2__
+    /* Three overlapping blocks of 16 bytes (this runs on every login); the
+     * signed compares leave bytes from 0x80 up out of every range. */
+    static const unsigned at[] = {0, 16, 20};
+    for (size_t i = 0; i < 3; i++) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + at[i]));
+        __m128i x = _mm_or_si128(c, _mm_set1_epi8(0x20)); /* 'A'-'F' as 'a'-'f' */
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(c, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), c));
+        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('a' - 1)),
+                                       _mm_cmpgt_epi8(_mm_set1_epi8('f' + 1), x));
+        hex |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(digit, letter)) << at[i];
+        dash |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(c, _mm_set1_epi8('-')))
+                << at[i];
     }
-    return true;
+#else
+    for (unsigned i = 0; i < 36; i++) {
+        unsigned c = (unsigned char)s[i];
+        hex |= (uint64_t)((c - '0' < 10) | ((c | 0x20) - 'a' < 6)) << i;
+        dash |= (uint64_t)(c == '-') << i;
+    }
+#endif
+    return (dash & GUID_DASHES) == GUID_DASHES && ((hex | GUID_DASHES) & GUID_ALL) == GUID_ALL;
 }
 
 /*
  * The tenant segment of an Entra-shaped issuer: https://HOST/<guid>/v2.0 or
- * https://sts.windows.net/<guid>/.  Other issuers have none.
+ * https://sts.windows.net/<guid>/.  Other issuers have none.  (The parser
+ * refuses \u0000: a string claim's length is that of its C string.)
  */
-static bool entra_tenant(const char *iss, const char **seg)
+static bool entra_tenant(const struct pg_json *issuer, const char **seg)
 {
-    static const char v1[] = "https://sts.windows.net/";
-    if (strncmp(iss, v1, sizeof(v1) - 1) == 0) {
-        const char *g = iss + sizeof(v1) - 1;
-        if (is_guid(g, 36 < strlen(g) ? 36 : strlen(g)) && strcmp(g + 36, "/") == 0) {
+    static const char v1[] = "https://sts.windows.net/", v2[] = "/v2.0";
+    const size_t v1len = sizeof(v1) - 1, v2len = sizeof(v2) - 1;
+    const char *iss = issuer->u.s;
+    size_t len = issuer->len;
+    if (len >= v1len && memcmp(iss, v1, v1len) == 0) {
+        const char *g = iss + v1len;
+        if (len == v1len + 37 && is_guid(g, 36) && g[36] == '/') {
             *seg = g;
             return true;
         }
         return false;
     }
-    if (strncmp(iss, "https://", 8) != 0)
+    if (len < 8 || memcmp(iss, "https://", 8) != 0)
         return false;
-    const char *slash = strchr(iss + 8, '/');
-    if (!slash || strlen(slash + 1) != 36 + 5 || !is_guid(slash + 1, 36) ||
-        strcmp(slash + 1 + 36, "/v2.0") != 0)
+    const char *slash = memchr(iss + 8, '/', len - 8);
+    if (!slash || (size_t)(iss + len - (slash + 1)) != 36 + v2len || !is_guid(slash + 1, 36) ||
+        memcmp(slash + 1 + 36, v2, v2len) != 0)
         return false;
     *seg = slash + 1;
     return true;
@@ -240,7 +342,7 @@ static int check_tenant(const struct pg_config *cfg, const struct claims *c,
                         struct pg_verify_result *res)
 {
     const char *seg = NULL;
-    bool entra = entra_tenant(c->iss->u.s, &seg);
+    bool entra = entra_tenant(c->iss, &seg);
     if ((cfg->tenant || entra) && !c->tid)
         return pg_refuse(res, PG_REASON_TENANT, "no 'tid' claim");
     if (cfg->tenant && strcmp(c->tid->u.s, cfg->tenant) != 0)
@@ -277,7 +379,7 @@ static bool is_app_only(const struct pg_config *cfg, const struct claims *c)
     const char *seg;
     if (c->idtyp && strcmp(c->idtyp->u.s, "app") == 0)
         return true;
-    return cfg->validate == PG_VALIDATE_ACCESS_TOKEN && !c->scp && entra_tenant(c->iss->u.s, &seg);
+    return cfg->validate == PG_VALIDATE_ACCESS_TOKEN && !c->scp && entra_tenant(c->iss, &seg);
 }
 
 static bool has_role(const struct pg_json *roles, const char *want)
@@ -329,21 +431,33 @@ static int check_policy(const struct pg_config *cfg, const struct pg_key *k, con
     return r;
 }
 
+/* A copy of a string claim (its length is known: no strlen, no strdup). */
 static int dup_opt(const struct pg_json *v, char **out)
 {
     if (!v)
         return 0;
-    *out = strdup(v->u.s);
-    return *out ? 0 : PG_ERR_NOMEM;
+    *out = malloc((size_t)v->len + 1);
+    if (!*out)
+        return PG_ERR_NOMEM;
+    memcpy(*out, v->u.s, (size_t)v->len + 1);
+    return 0;
 }
 
+/* A string or an array of strings into a list, its array sized once. */
 static int fill_list(const struct pg_json *v, struct pg_strlist *l)
 {
-    if (v && v->type == PG_JSON_STRING)
-        return pg_strlist_add(l, v->u.s, v->len);
-    for (const struct pg_json *m = v ? v->u.first : NULL; m; m = m->next)
-        if (pg_strlist_add(l, m->u.s, m->len) < 0)
+    bool one = v && v->type == PG_JSON_STRING;
+    size_t n = one ? 1 : v ? v->len : 0;
+    if (n == 0)
+        return 0;
+    l->items = malloc(n * sizeof(*l->items));
+    if (!l->items)
+        return PG_ERR_NOMEM;
+    for (const struct pg_json *m = one ? v : v->u.first; m && l->count < n; m = m->next) {
+        if (dup_opt(m, &l->items[l->count]) < 0)
             return PG_ERR_NOMEM;
+        l->count++;
+    }
     return 0;
 }
 
@@ -371,15 +485,19 @@ PG_EXPORT int pg_verify_token(const struct pg_config *cfg, const struct pg_keyse
     if (!cfg || !ks || !token)
         return PG_ERR_ARG;
 
-    unsigned char *payload = NULL;
+    /* The payload and its document on the stack for tokens of the usual size. */
+    unsigned char plocal[4096], *payload = NULL;
+    PG_JSON_BUF(4096) docbuf;
     size_t plen = 0;
     const struct pg_key *key = NULL;
     struct pg_json_doc *doc = NULL;
     struct claims c = {0};
     int64_t now = opts && opts->now ? (int64_t)opts->now : (int64_t)time(NULL);
 
-    int r = pg_jws_verify_key(ks, cfg->algorithms, token, len, &payload, &plen, &key, res);
-    if (r == 0 && (r = pg_json_parse((const char *)payload, plen, &doc)) == PG_ERR_ARG)
+    int r = pg_jws_verify_key(ks, cfg->algorithms, token, len, plocal, sizeof(plocal), &payload,
+                              &plen, &key, res);
+    if (r == 0 && (r = pg_json_parse_in((const char *)payload, plen, &docbuf, sizeof(docbuf),
+                                        &doc)) == PG_ERR_ARG)
         r = pg_refuse(res, PG_REASON_MALFORMED, "claims set is not strict JSON");
     if (r == 0)
         r = read_claims(pg_json_root(doc), cfg, &c, res);
@@ -399,7 +517,8 @@ PG_EXPORT int pg_verify_token(const struct pg_config *cfg, const struct pg_keyse
     pg_json_free(doc);
     if (payload)
         pg_memzero(payload, plen);
-    free(payload);
+    if (payload != plocal)
+        free(payload);
     return r;
 }
 

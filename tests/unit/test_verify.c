@@ -285,6 +285,108 @@ static void test_forbidden_header_members(void **state)
     free(c);
 }
 
+/*
+ * Header members are sorted by name in one pass (three-byte names as a
+ * number): a name is the one it decodes to, escapes and all, and only
+ * that one; a name spelt twice is refused by the parser.
+ */
+static void test_header_member_names(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *hdr;
+        enum pg_reason want;
+    } cases[] = {
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"zip\":\"DEF\"}", PG_REASON_HEADER},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"\\u006aku\":\"https://e.example\"}",
+         PG_REASON_HEADER},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"cri\\u0074\":[]}", PG_REASON_HEADER},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"x5\\u0063\":[]}", PG_REASON_HEADER},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"\\u0061lg\":\"none\"}", PG_REASON_MALFORMED},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"ki\\u0064\":\"t1\"}", PG_REASON_MALFORMED},
+        {"{\"\\u0061lg\":\"RS256\",\"\\u006bid\":\"r1\"}", PG_REASON_NONE},
+        {"{\"Alg\":\"RS256\",\"kid\":\"r1\"}", PG_REASON_ALGORITHM},
+        {"{\"alg \":\"RS256\",\"kid\":\"r1\"}", PG_REASON_ALGORITHM},
+        {"{\"al\":\"RS256\",\"kid\":\"r1\"}", PG_REASON_ALGORITHM},
+        {"{\"alg\":\"RS256\",\"kids\":\"r1\"}", PG_REASON_HEADER},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"crit \":[],\"cri\":[],\"jwks\":1}", PG_REASON_NONE},
+        {"{\"alg\":\"RS256\",\"kid\":\"r1\",\"typ\":1}", PG_REASON_HEADER},
+    };
+    char *c = claims(NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = tk_sign(f->rsa, "RS256", cases[i].hdr, c);
+        expect(f, NULL, t, cases[i].want);
+        free(t);
+    }
+    free(c);
+}
+
+/*
+ * Claims are sorted by name in one pass too: a claim spelt with escapes is
+ * that claim (and a second spelling of it a duplicate), a near miss is
+ * another claim, and a roles claim that is also read for itself is checked
+ * as both.
+ */
+static void test_claim_names(void **state)
+{
+    struct fixture *f = *state;
+    expect_claims(f, NULL, ",\"e\\u0078p\":1", PG_REASON_MALFORMED);
+    expect_claims(f, NULL, ",\"\\u0073ub\":\"other\"", PG_REASON_MALFORMED);
+    expect_claims(f, NULL, ",\"upn\":\"a\",\"up\\u006e\":\"b\"", PG_REASON_MALFORMED);
+    /* Near misses of exp: no exp claim. */
+    static const char *const near[] = {"Exp", "exp ", "ex", "expx", "e"};
+    for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+        char buf[512];
+        snprintf(buf, sizeof(buf),
+                 "{\"aud\":\"" CID "\",\"iss\":\"" ISS "\",\"%s\":1767229200,\"sub\":\"s\","
+                 "\"tid\":\"" TID "\",\"roles\":[\"AgentPool.Enroll\"]}",
+                 near[i]);
+        expect_payload(f, NULL, buf, PG_REASON_CLAIMS);
+    }
+    /* Escaped names of claims read: the same claims. */
+    expect_payload(f, NULL,
+                   "{\"\\u0061ud\":\"" CID "\",\"is\\u0073\":\"" ISS "\",\"e\\u0078p\":1767229200,"
+                   "\"su\\u0062\":\"s\",\"\\u0074id\":\"" TID
+                   "\",\"rol\\u0065s\":[\"AgentPool.Enroll\"]}",
+                   PG_REASON_NONE);
+    /* The roles claim names a claim read for itself: both checks apply. */
+    expect_claims(f, "roles_claim = exp\n", NULL, PG_REASON_CLAIMS);
+    expect_claims(f, "roles_claim = name\nrequired_roles = Alice\n", NULL, PG_REASON_CLAIMS);
+    expect_payload(f, "roles_claim = aud\nrequired_roles = " CID "\n",
+                   "{\"aud\":[\"" CID "\"],\"iss\":\"" ISS "\",\"exp\":1767229200,\"sub\":\"s\","
+                   "\"tid\":\"" TID "\"}",
+                   PG_REASON_NONE);
+    expect_payload(f, "roles_claim = aud\nrequired_roles = " CID "\n",
+                   "{\"aud\":[\"" CID "\",7],\"iss\":\"" ISS "\",\"exp\":1767229200,\"sub\":\"s\","
+                   "\"tid\":\"" TID "\"}",
+                   PG_REASON_CLAIMS);
+    /* Display name: the first string of name, preferred_username and upn. */
+    static const struct {
+        const char *members, *name;
+    } names[] = {
+        {"\"upn\":\"u\",\"preferred_username\":\"p\",\"name\":\"n\"", "n"},
+        {"\"upn\":\"u\",\"preferred_username\":\"p\",\"name\":1", "p"},
+        {"\"upn\":\"u\",\"preferred_username\":[\"p\"],\"name\":null", "u"},
+        {"\"upn\":7", NULL},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char buf[512];
+        snprintf(buf, sizeof(buf),
+                 "{\"aud\":\"" CID "\",\"iss\":\"" ISS "\",\"exp\":1767229200,\"sub\":\"s\","
+                 "\"tid\":\"" TID "\",\"roles\":[\"AgentPool.Enroll\"],%s}",
+                 names[i].members);
+        char *t = tk_sign(f->rsa, "RS256", HDR_RS256, buf);
+        struct pg_verify_result res;
+        assert_int_equal(verify_with(f, NULL, t, strlen(t), &res), 0);
+        if (names[i].name)
+            assert_string_equal(res.id.name, names[i].name);
+        else
+            assert_null(res.id.name);
+        pg_verify_result_clear(&res);
+        free(t);
+    }
+}
+
 static void test_signature_forms(void **state)
 {
     struct fixture *f = *state;
@@ -394,6 +496,28 @@ static void test_oversized(void **state)
     assert_true(strlen(t) > PG_TOKEN_MAX);
     expect(f, NULL, t, PG_REASON_MALFORMED);
     free(pad), free(extra), free(c), free(t);
+    /* Large but allowed: a header, a payload and their documents beyond
+     * what the verifier keeps on its stack, in every combination. */
+    for (int big = 1; big < 4; big++) {
+        char hdr[1200], *groups = malloc(8192);
+        size_t off = (size_t)snprintf(groups, 8192, ",\"groups\":[");
+        for (int i = 0; i < ((big & 1) ? 700 : 1); i++)
+            off += (size_t)snprintf(groups + off, 8192 - off, "%s\"g%d\"", i ? "," : "", i);
+        snprintf(groups + off, 8192 - off, "]");
+        off = (size_t)snprintf(hdr, sizeof(hdr), "{\"alg\":\"RS256\",\"kid\":\"r1\",\"x\":[");
+        for (int i = 0; i < ((big & 2) ? 300 : 0); i++)
+            off += (size_t)snprintf(hdr + off, sizeof(hdr) - off, "0,");
+        snprintf(hdr + off, sizeof(hdr) - off, "0]}");
+        c = claims(groups);
+        t = tk_sign(f->rsa, "RS256", hdr, c);
+        struct pg_verify_result res;
+        assert_int_equal(
+            verify_with(f, "roles_claim = groups\nrequired_roles = g0\n", t, strlen(t), &res), 0);
+        assert_int_equal(res.id.roles.count, (big & 1) ? 700 : 1);
+        assert_string_equal(res.id.sub, "s-1");
+        pg_verify_result_clear(&res);
+        free(groups), free(c), free(t);
+    }
 }
 
 static void test_duplicate_and_bad_json(void **state)
@@ -577,6 +701,52 @@ static void test_tenant(void **state)
     pg_config_free(cfg);
 }
 
+/*
+ * An issuer is Entra-shaped, and then binds tid to its tenant segment, only
+ * when that segment is exactly a GUID: one character changed anywhere in
+ * it, to a hex digit or a dash or anything else, in both issuer forms.
+ */
+static void test_issuer_tenant_shape(void **state)
+{
+    struct fixture *f = *state;
+    /* (With each end of the ranges '0'-'9', 'A'-'F' and 'a'-'f' and the
+     * byte either side of it.) */
+    static const char subst[] = "0aF9fAgGz-._~/:@`";
+    for (int form = 0; form < 2; form++)
+        for (int at = 0; at < 36; at++)
+            for (const char *ch = subst; *ch; ch++) {
+                char guid[37], iss[128], cfgtext[256], payload[512];
+                memcpy(guid, TID, 37);
+                guid[at] = *ch;
+                bool dash = at == 8 || at == 13 || at == 18 || at == 23;
+                bool shaped = dash ? *ch == '-' : strchr("0123456789abcdefABCDEF", *ch) != NULL;
+                snprintf(iss, sizeof(iss),
+                         form ? "https://sts.windows.net/%s/"
+                              : "https://login.microsoftonline.com/%s/v2.0",
+                         guid);
+                snprintf(cfgtext, sizeof(cfgtext), "issuer = %s\nclient_id = " CID "\n", iss);
+                snprintf(payload, sizeof(payload),
+                         "{\"aud\":\"" CID "\",\"iss\":\"%s\",\"exp\":1767229200,\"sub\":\"s\","
+                         "\"tid\":\"" OTHER_TID "\"}",
+                         iss);
+                struct pg_config *cfg = NULL;
+                assert_int_equal(pg_config_parse(cfgtext, strlen(cfgtext), "t", &cfg, NULL), 0);
+                char *t = tk_sign(f->rsa, "RS256", HDR_RS256, payload);
+                struct pg_verify_result res;
+                int r =
+                    pg_verify_token(cfg, f->ks, t, strlen(t), &(struct pg_verify_opts){NOW}, &res);
+                if (shaped) {
+                    assert_int_equal(r, PG_ERR_TOKEN);
+                    assert_int_equal(res.reason, PG_REASON_TENANT);
+                } else {
+                    assert_int_equal(r, 0);
+                }
+                pg_verify_result_clear(&res);
+                free(t);
+                pg_config_free(cfg);
+            }
+}
+
 static void test_generic_oidc(void **state)
 {
     struct fixture *f = *state;
@@ -652,6 +822,14 @@ static void test_roles(void **state)
                   PG_REASON_NONE);
     expect_claims(f, "required_roles = Build.Admin Other\nroles_match = any\n", NULL,
                   PG_REASON_ROLES);
+    /* Another top-level roles claim; or one that is also a claim read for
+     * itself: it is found for both. */
+    expect_claims(f, "roles_claim = groups\n", ",\"groups\":[\"AgentPool.Enroll\"]",
+                  PG_REASON_NONE);
+    expect_claims(f, "roles_claim = groups\n", NULL, PG_REASON_ROLES);
+    char *c = claims(NULL), *t = tk_sign(f->rsa, "RS256", HDR_RS256, c);
+    expect_detail(f, "roles_claim = aud\n", t, PG_REASON_CLAIMS, "'aud' is not an array");
+    free(c), free(t);
 }
 
 static void test_app_tokens(void **state)
@@ -690,6 +868,8 @@ int main(void)
         cmocka_unit_test(test_alg_none_and_hmac),
         cmocka_unit_test(test_kid_lookup),
         cmocka_unit_test(test_forbidden_header_members),
+        cmocka_unit_test(test_header_member_names),
+        cmocka_unit_test(test_claim_names),
         cmocka_unit_test(test_signature_forms),
         cmocka_unit_test(test_ecdsa_edge_values),
         cmocka_unit_test(test_base64url_strictness),
@@ -701,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_issuer),
         cmocka_unit_test(test_key_issuer_template),
         cmocka_unit_test(test_tenant),
+        cmocka_unit_test(test_issuer_tenant_shape),
         cmocka_unit_test(test_generic_oidc),
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_app_tokens),

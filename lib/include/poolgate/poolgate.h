@@ -183,9 +183,10 @@ const char *pg_alg_name(unsigned alg);
 
 /*
  * Decode `len` characters of unpadded base64url into `out`, which must have
- * room for pg_b64url_decoded_len(len) bytes.  Rejects padding, whitespace,
- * '+', '/', any other character, a length of 1 modulo 4, and non-zero unused
- * bits.  Returns PG_ERR_ARG on any of these.
+ * room for pg_b64url_decoded_len(len) bytes and must not overlap `in` (some
+ * characters are read again after bytes before them were written).  Rejects
+ * padding, whitespace, '+', '/', any other character, a length of 1 modulo
+ * 4, and non-zero unused bits.  Returns PG_ERR_ARG on any of these.
  */
 int pg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
 size_t pg_b64url_decoded_len(size_t len);
