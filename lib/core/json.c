@@ -516,6 +516,24 @@ static pos parse_value(struct parser *ps, pos p, struct pg_json *v)
     }
 }
 
+/* Free the document, clearing what the parse wrote first when `wipe`. */
+static void free_doc(struct pg_json_doc *doc, bool wipe)
+{
+    if (!doc)
+        return;
+    if (wipe) /* (nstr is at most len: the overrun is inside the string area) */
+        pg_memzero(doc->strings, doc->nstr + COPY_OVERRUN);
+    for (struct block *b = doc->blocks, *prev; b; b = prev) {
+        prev = b->prev;
+        if (wipe)
+            pg_memzero(b->nodes, b->used * sizeof(struct pg_json));
+        if (prev) /* (the first block is part of doc) */
+            free(b);
+    }
+    if (doc->allocated)
+        free(doc);
+}
+
 int pg_json_parse(const char *in, size_t len, struct pg_json_doc **out)
 {
     return pg_json_parse_in(in, len, NULL, 0, out);
@@ -551,29 +569,15 @@ int pg_json_parse_in(const char *in, size_t len, void *buf, size_t bufsz, struct
     doc->nstr = (size_t)(ps.out - doc->strings);
     doc->blocks->used = (size_t)(ps.node - doc->blocks->nodes);
     if (!p || skip_ws(p, end) != end) {
-        pg_json_free(doc);
+        /* The caller may be reading a secret (the stored set), and a string
+         * cut short by the error lies past nstr: clear the whole string
+         * area and the nodes, as pg_json_free_secret would. */
+        doc->nstr = strbytes - COPY_OVERRUN;
+        free_doc(doc, true);
         return ps.nomem ? PG_ERR_NOMEM : PG_ERR_ARG;
     }
     *out = doc;
     return 0;
-}
-
-/* Free the document, clearing what the parse wrote first when `wipe`. */
-static void free_doc(struct pg_json_doc *doc, bool wipe)
-{
-    if (!doc)
-        return;
-    if (wipe) /* (nstr is at most len: the overrun is inside the string area) */
-        pg_memzero(doc->strings, doc->nstr + COPY_OVERRUN);
-    for (struct block *b = doc->blocks, *prev; b; b = prev) {
-        prev = b->prev;
-        if (wipe)
-            pg_memzero(b->nodes, b->used * sizeof(struct pg_json));
-        if (prev) /* (the first block is part of doc) */
-            free(b);
-    }
-    if (doc->allocated)
-        free(doc);
 }
 
 void pg_json_free(struct pg_json_doc *doc)

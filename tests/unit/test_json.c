@@ -387,6 +387,13 @@ static void test_parse_in_buffer(void **state)
     }
 }
 
+/* No part of "PIN1" left in buf after `what`. */
+static void assert_no_secret(const void *buf, size_t len, const char *what, const char *doc)
+{
+    if (memmem(buf, len, "PIN", 3) || memmem(buf, len, "IN1", 3))
+        fail_msg("part of a secret left after %s: %s", what, doc);
+}
+
 /*
  * pg_json_free_secret clears every byte the parse wrote: strings are
  * copied sixteen bytes at a time, so copying one string also writes the
@@ -411,8 +418,31 @@ static void test_free_secret_clears_all(void **state)
         assert_int_equal(pg_json_parse_in(docs[i], strlen(docs[i]), &buf, sizeof(buf), &d), 0);
         assert_ptr_equal(d, &buf);
         pg_json_free_secret(d);
-        if (memmem(&buf, sizeof(buf), "PIN", 3) || memmem(&buf, sizeof(buf), "IN1", 3))
-            fail_msg("part of a secret left after pg_json_free_secret: %s", docs[i]);
+        assert_no_secret(&buf, sizeof(buf), "pg_json_free_secret", docs[i]);
+    }
+}
+
+/* A parse that fails leaves nothing of the strings it copied, whole or cut
+ * short by the error, nor of its nodes: the stored set is read this way. */
+static void test_failed_parse_clears(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1\\x\"}",
+        "{\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1\x01\"}",
+        "{\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1",
+        "{\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1\",\"x\":tru}",
+        "{\"a\":\"PIN1\",\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1\"} x",
+        "[\"PIN1\", \"PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1PIN1\\u12\"]",
+    };
+    PG_JSON_BUF(1024) buf;
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        struct pg_json_doc *d = NULL;
+        memset(&buf, 0, sizeof(buf));
+        assert_int_equal(pg_json_parse_in(docs[i], strlen(docs[i]), &buf, sizeof(buf), &d),
+                         PG_ERR_ARG);
+        assert_null(d);
+        assert_no_secret(&buf, sizeof(buf), "a failed parse", docs[i]);
     }
 }
 
@@ -468,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_integer_digits),
         cmocka_unit_test(test_parse_in_buffer),
         cmocka_unit_test(test_free_secret_clears_all),
+        cmocka_unit_test(test_failed_parse_clears),
         cmocka_unit_test(test_no_read_past_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
