@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "poolgate/poolgate.h"
 
 #define MIN                                                                                        \
@@ -318,16 +319,24 @@ static char *write_file(const char *name, mode_t mode)
     return path;
 }
 
-static void expect_load(const char *path, int want, const char *phrase)
+/* The load of `path` by a caller whose euid is `euid` (-1: pg_config_load,
+ * this process's own) ends with `want` and a message containing `phrase`. */
+static void expect_load_as(const char *path, uid_t euid, int want, const char *phrase)
 {
     struct pg_config *cfg = NULL;
     struct pg_error err = {0};
-    int r = pg_config_load(path, &cfg, &err);
+    int r = euid == (uid_t)-1 ? pg_config_load(path, &cfg, &err)
+                              : pg_config_load_as(path, euid, &cfg, &err);
     if (r != want || (phrase && !strstr(err.msg, phrase)))
         fail_msg("%s: got %d '%s', wanted %d '%s'", path, r, err.msg, want, phrase ? phrase : "");
     if (r == 0)
         assert_string_equal(cfg->path, path);
     pg_config_free(cfg);
+}
+
+static void expect_load(const char *path, int want, const char *phrase)
+{
+    expect_load_as(path, (uid_t)-1, want, phrase);
 }
 
 static void test_file_trust(void **state)
@@ -443,6 +452,47 @@ static void test_ca_file_trust(void **state)
         snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
         unlink(p);
     }
+    rmdir(dir);
+}
+
+/*
+ * pg_config_load_as (the module's load: it asks geteuid once per call):
+ * the configuration, its directories and ca_file are trusted as a caller
+ * with the euid passed would trust them, not as this process would.  A
+ * file of an account's own is refused for the module running as root.
+ */
+static void test_load_as_euid(void **state)
+{
+    (void)state;
+    char ca[128], conf[128];
+    strcpy(dir, "/tmp/pg-config-as-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(ca, sizeof(ca), "%s", write_file("ca.pem", 0644));
+    snprintf(conf, sizeof(conf), "%s", conf_with_ca(ca));
+    uid_t me = geteuid();
+    if (me != 0) {
+        expect_load_as(conf, 0, PG_ERR_PERM, "must be owned by root (owner uid");
+        expect_load_as(conf, me + 1, PG_ERR_PERM, "must be owned by root or uid");
+        expect_load_as(conf, me, 0, NULL);
+    } else {
+        /* Another account's directory, configuration and ca_file. */
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        assert_int_equal(chown(conf, 65534, 65534), 0);
+        assert_int_equal(chown(ca, 65534, 65534), 0);
+        expect_load_as(conf, 0, PG_ERR_PERM, "must be owned by root (owner uid 65534)");
+        expect_load(conf, PG_ERR_PERM, "must be owned by root (owner uid 65534)");
+        expect_load_as(conf, 65533, PG_ERR_PERM,
+                       "must be owned by root or uid 65533 (owner uid 65534)");
+        expect_load_as(conf, 65534, 0, NULL);
+        /* ca_file under the same rule: that account's or root's only. */
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "ca_file %s: must be owned by root or uid 65534 (owner uid 65533)", ca);
+        assert_int_equal(chown(ca, 65533, 65533), 0);
+        expect_load_as(conf, 65534, PG_ERR_PERM, want);
+    }
+    unlink(ca);
+    unlink(conf);
     rmdir(dir);
 }
 
@@ -632,7 +682,7 @@ int main(void)
         cmocka_unit_test(test_syntax_tolerated),   cmocka_unit_test(test_errors),
         cmocka_unit_test(test_missing_and_limits), cmocka_unit_test(test_file_trust),
         cmocka_unit_test(test_ca_file_trust),      cmocka_unit_test(test_parent_trust),
-        cmocka_unit_test(test_parent_replaced),
+        cmocka_unit_test(test_parent_replaced),    cmocka_unit_test(test_load_as_euid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

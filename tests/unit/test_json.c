@@ -446,6 +446,81 @@ static void test_failed_parse_clears(void **state)
     }
 }
 
+/* The smallest buffer pg_json_parse_in places a document of `valid`'s
+ * length in (the size depends on the length alone). */
+static size_t exact_fit(const char *valid)
+{
+    size_t len = strlen(valid);
+    for (size_t sz = 0;; sz++) {
+        void *buf = malloc(sz ? sz : 1);
+        struct pg_json_doc *d = NULL;
+        assert_non_null(buf);
+        assert_int_equal(pg_json_parse_in(valid, len, buf, sz, &d), 0);
+        bool in = (void *)d == buf;
+        pg_json_free(d);
+        free(buf);
+        if (in)
+            return sz;
+    }
+}
+
+/* Parse `doc` in a buffer of exactly `sz` bytes with GUARD bytes after it:
+ * want is the parse's answer; the document, if any, is freed as a secret.
+ * Nothing of the secret is left inside, nothing is written past sz. */
+#define GUARD 64
+static void wipe_in_exact_buffer(const char *doc, size_t sz, int want)
+{
+    unsigned char *buf = malloc(sz + GUARD);
+    assert_non_null(buf);
+    memset(buf, 0, sz);
+    memset(buf + sz, 0xa5, GUARD);
+    struct pg_json_doc *d = NULL;
+    assert_int_equal(pg_json_parse_in(doc, strlen(doc), buf, sz, &d), want);
+    assert_true(want != 0 || (void *)d == (void *)buf);
+    pg_json_free_secret(d);
+    assert_no_secret(buf, sz, want ? "a failed parse" : "pg_json_free_secret", doc);
+    for (size_t i = 0; i < GUARD; i++)
+        if (buf[sz + i] != 0xa5)
+            fail_msg("byte %zu past a buffer of %zu bytes written: %s", i, sz, doc);
+    free(buf);
+}
+
+/*
+ * The clearing of a document in a caller's buffer that just fits it stays
+ * inside that buffer, whether the parse failed (the whole string area and
+ * every node block are cleared) or succeeded (pg_json_free_secret), also
+ * when the nodes grew into blocks of their own (a dense array beside the
+ * secret, before or after it), and leaves nothing of the secret.  (In the
+ * sanitizer and valgrind runs, the blocks are also seen freed once each.)
+ */
+static void test_wipe_stays_in_buffer(void **state)
+{
+    (void)state;
+    char dense[600], valid[1024], bad[1024];
+    for (size_t i = 0; i < 299; i++)
+        memcpy(dense + 2 * i, "0,", 2);
+    strcpy(dense + 598, "0");
+    /* The dense array goes between the two halves of each shape. */
+    static const char *const shapes[][2] = {
+        {"{\"n\":[", "],\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1PIN1\"}"},
+        {"{\"refresh_token\":\"PIN1PIN1PIN1PIN1PIN1PIN1\",\"n\":[", "]}"},
+        {"{\"refresh_token\":\"PIN1PIN1\\nPIN1PIN1\\u0041\",\"n\":[", "],\"x\":\"y\"}"},
+    };
+    /* Each shape valid, then spoilt at its last bytes: the same length. */
+    static const char *const spoilers[] = {" ", "\x01}", "-", "}}"};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        snprintf(valid, sizeof(valid), "%s%s%s", shapes[i][0], dense, shapes[i][1]);
+        size_t len = strlen(valid), sz = exact_fit(valid);
+        wipe_in_exact_buffer(valid, sz, 0);
+        for (size_t k = 0; k < sizeof(spoilers) / sizeof(spoilers[0]); k++) {
+            size_t n = strlen(spoilers[k]);
+            memcpy(bad, valid, len + 1);
+            memcpy(bad + len - n, spoilers[k], n);
+            wipe_in_exact_buffer(bad, sz, PG_ERR_ARG);
+        }
+    }
+}
+
 /*
  * No byte past `len` is read, whatever ends the input: each document, and
  * each of its prefixes, placed to end at an inaccessible page (strings are
@@ -499,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_parse_in_buffer),
         cmocka_unit_test(test_free_secret_clears_all),
         cmocka_unit_test(test_failed_parse_clears),
+        cmocka_unit_test(test_wipe_stays_in_buffer),
         cmocka_unit_test(test_no_read_past_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2091,6 +2091,60 @@ static void test_helper_user_not_gated(void **state)
     assert_no_children();
 }
 
+/* Refused at load as the module runs as root: `path` (a configuration
+ * another account owns, or one naming its ca_file) logged with `owned`. */
+static void expect_refused_at_load(const char *path, const char *owned)
+{
+    char want[768];
+    service_with("pg-other", path, helper, "reauth prompt=info");
+    struct operator op = {"approve", role, ANSWER, 0, 0, ""};
+    assert_int_equal(run("pg-other", &op, 0, PAMTEST_ACCOUNT, NULL), PAM_SERVICE_ERR);
+    /* The module's own line: the helper, started in its place, would refuse
+     * it too (as root), but only after the module believed the file. */
+    snprintf(want, sizeof(want),
+             "pam_poolgate(pg-other:auth): %s: must be owned by root (owner uid 65534)", owned);
+    assert_logged(want);
+    assert_int_equal(op.calls, 0);
+    assert_no_children();
+}
+
+/*
+ * The module trusts what root's euid trusts, the euid it asks for once per
+ * call: a configuration or a ca_file of another account's (nobody, the
+ * agent's account as root) is refused, however valid it reads.  As root
+ * only: otherwise the caller's own files are the ones trusted.
+ */
+static void test_config_of_another_account(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char other[256], other_ca[256], text[16384], owned[768];
+    snprintf(other, sizeof(other), "%s/other.conf", work);
+    write_conf(other, "");
+    assert_int_equal(chown(other, 65534, 65534), 0);
+    expect_refused_at_load(other, other);
+
+    /* A copy of the CA the provider's keys come through, in nobody's hands. */
+    snprintf(other_ca, sizeof(other_ca), "%s/other-ca.pem", work);
+    FILE *in = fopen(ca, "r");
+    assert_non_null(in);
+    size_t n = fread(text, 1, sizeof(text) - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    write_file(other_ca, 0644, text);
+    assert_int_equal(chown(other_ca, 65534, 65534), 0);
+    const char *real_ca = ca;
+    ca = other_ca;
+    write_conf(other, "");
+    ca = real_ca;
+    assert_int_equal(chown(other, 0, 0), 0);
+    snprintf(owned, sizeof(owned), "%s: ca_file %s", other, other_ca);
+    expect_refused_at_load(other, owned);
+    unlink(other_ca);
+    unlink(other);
+}
+
 static void test_account_alone(void **state)
 {
     (void)state;
@@ -2466,6 +2520,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_helper_account, setup),
         cmocka_unit_test_setup(test_cache_dir_trust, setup),
         cmocka_unit_test_setup(test_helper_user_not_gated, setup),
+        cmocka_unit_test_setup(test_config_of_another_account, setup),
         cmocka_unit_test_setup(test_faults, setup),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -290,6 +291,34 @@ static void test_child_reset_signals(void **state)
         fail_msg("the child ended with wait status %d (exit 99: the host's handler ran)", ws);
 }
 
+/*
+ * pg_helper_account follows the euid it is given (the module's, asked once
+ * per call), not this process's: 0 looks helper_user up, whoever runs the
+ * test; any other euid is the helper's uid itself, with the egid, and no
+ * name is looked up (a missing helper_user is then no error).
+ */
+static void test_helper_account_euid(void **state)
+{
+    (void)state;
+    const struct passwd *pw = getpwnam("nobody");
+    if (!pw)
+        skip();
+    uid_t want_uid = pw->pw_uid, uid = 1;
+    gid_t want_gid = pw->pw_gid, gid = 1;
+    struct pg_error err = {0};
+    assert_int_equal(pg_helper_account("nobody", 0, &uid, &gid, &err), 0);
+    assert_int_equal(uid, want_uid);
+    assert_int_equal(gid, want_gid);
+    assert_int_equal(pg_helper_account("pg-no-such-account", 0, &uid, &gid, &err), PG_ERR_CONFIG);
+    assert_string_equal(err.msg, "helper_user 'pg-no-such-account' does not exist");
+
+    assert_int_equal(pg_helper_account("nobody", 4242, &uid, &gid, &err), 0);
+    assert_int_equal(uid, 4242);
+    assert_int_equal(gid, getegid());
+    assert_int_equal(pg_helper_account("pg-no-such-account", 4243, &uid, &gid, &err), 0);
+    assert_int_equal(uid, 4243);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -298,9 +327,10 @@ int main(int argc, char **argv)
     if (!realpath(argv[0], self))
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sigchld_ignored), cmocka_unit_test(test_sigchld_handler),
-        cmocka_unit_test(test_stop_running),    cmocka_unit_test(test_reaped_elsewhere),
-        cmocka_unit_test(test_child_reset),     cmocka_unit_test(test_child_reset_signals),
+        cmocka_unit_test(test_sigchld_ignored),     cmocka_unit_test(test_sigchld_handler),
+        cmocka_unit_test(test_stop_running),        cmocka_unit_test(test_reaped_elsewhere),
+        cmocka_unit_test(test_child_reset),         cmocka_unit_test(test_child_reset_signals),
+        cmocka_unit_test(test_helper_account_euid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
