@@ -32,11 +32,11 @@ static void same_as_scalar(const unsigned char *data, size_t size)
 {
     size_t (*paths[3])(const unsigned char *, size_t, unsigned char *) = {NULL, NULL, NULL};
 #ifdef PG_B64URL_SIMD
-    if (__builtin_cpu_supports("ssse3"))
+    if (PG_CPU_SSSE3())
         paths[0] = decode_ssse3;
-    if (__builtin_cpu_supports("avx2"))
+    if (PG_CPU_AVX2())
         paths[1] = decode_avx2;
-    if (__builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw"))
+    if (PG_CPU_AVX512VBMI())
         paths[2] = decode_avx512;
 #endif
     size_t cap = pg_b64url_decoded_len(size);

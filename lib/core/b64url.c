@@ -42,6 +42,29 @@ PG_EXPORT size_t pg_b64url_decoded_len(size_t len)
 #define PG_B64URL_SIMD 1
 
 /*
+ * Which vector path this CPU may take.  With glibc, from the record of the
+ * CPU its loader made when the process started: asking executes no CPUID
+ * instruction (in a virtual machine each one traps to the hypervisor) and
+ * needs no constructor.  __builtin_cpu_supports would link libgcc's, which
+ * runs at every load of the PAM module (the host loads it anew for each
+ * handle) and cost about 13 us of pam_start there.  Both answer "active":
+ * the CPU has it and the kernel saves its registers.
+ */
+#if __has_include(<sys/platform/x86.h>)
+#include <sys/platform/x86.h>
+#define PG_CPU_AVX512VBMI()                                                                        \
+    (CPU_FEATURE_ACTIVE(AVX512F) && CPU_FEATURE_ACTIVE(AVX512BW) && CPU_FEATURE_ACTIVE(AVX512_VBMI))
+#define PG_CPU_AVX2() CPU_FEATURE_ACTIVE(AVX2)
+#define PG_CPU_SSSE3() CPU_FEATURE_ACTIVE(SSSE3)
+#else
+#define PG_CPU_AVX512VBMI()                                                                        \
+    (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&                    \
+     __builtin_cpu_supports("avx512vbmi"))
+#define PG_CPU_AVX2() __builtin_cpu_supports("avx2")
+#define PG_CPU_SSSE3() __builtin_cpu_supports("ssse3")
+#endif
+
+/*
  * Tokens are decoded on every login (a 2048-bit key's signature alone is
  * 342 characters), so x86-64 decodes 16 or 32 characters per step with
  * SSSE3 or AVX2 (64 with AVX-512 VBMI: below).  A character is invalid
@@ -210,11 +233,11 @@ PG_EXPORT int pg_b64url_decode(const char *in, size_t len, unsigned char *out, s
 {
     size_t (*vector)(const unsigned char *, size_t, unsigned char *) = NULL;
 #ifdef PG_B64URL_SIMD
-    if (len >= 64 && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw"))
+    if (len >= 64 && PG_CPU_AVX512VBMI())
         vector = decode_avx512;
-    else if (len >= 32 && __builtin_cpu_supports("avx2"))
+    else if (len >= 32 && PG_CPU_AVX2())
         vector = decode_avx2;
-    else if (len >= 16 && __builtin_cpu_supports("ssse3"))
+    else if (len >= 16 && PG_CPU_SSSE3())
         vector = decode_ssse3;
 #endif
     return decode_with(vector, in, len, out, outlen);

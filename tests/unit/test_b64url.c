@@ -226,11 +226,11 @@ static void sweep_open(struct sweep *s)
     s->n = 0;
     sweep_add(s, NULL, "scalar");
 #ifdef PG_B64URL_SIMD
-    if (__builtin_cpu_supports("ssse3"))
+    if (PG_CPU_SSSE3())
         sweep_add(s, decode_ssse3, "ssse3");
-    if (__builtin_cpu_supports("avx2"))
+    if (PG_CPU_AVX2())
         sweep_add(s, decode_avx2, "avx2");
-    if (__builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw"))
+    if (PG_CPU_AVX512VBMI())
         sweep_add(s, decode_avx512, "avx512");
 #endif
     guarded_open(&s->in);
